@@ -1,0 +1,45 @@
+# Quick start: `make run` starts the app, `make test` runs every test.
+# Both create .venv and install what they need first (idempotent).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+
+.PHONY: run test test-fast bench setup setup-test browser lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+# A stamp per requirements file, so re-running `make` installs only what changed.
+$(VENV)/.stamp-run: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.stamp-test: requirements-test.txt requirements-dask.txt $(VENV)/.stamp-run
+	$(BIN)/pip install -r requirements-test.txt -r requirements-dask.txt
+	touch $@
+
+setup: $(VENV)/.stamp-run
+setup-test: $(VENV)/.stamp-test browser
+
+# Browser tests drive Debian's Chromium; install it when missing (needs root or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
+
+run: setup
+	$(BIN)/streamlit run app.py --server.port $(PORT) --browser.gatherUsageStats false
+
+test: setup-test
+	$(BIN)/python -m pytest
+
+test-fast: setup-test
+	$(BIN)/python -m pytest -m "not browser"
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV)

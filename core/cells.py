@@ -1,0 +1,280 @@
+"""Recurrent layers with torch.nn's exact parameters, unrollable step by step.
+
+Each layer *is* a single-layer ``torch.nn.RNN`` / ``torch.nn.LSTM`` / ``torch.nn.GRU``
+(a subclass), so its ``state_dict`` is interchangeable with torch's
+(``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``; gate rows in
+torch's order i, f, g, o for the LSTM and r, z, n for the GRU).
+
+Two ways to run the same weights:
+
+* ``forward(x)`` — the fused cuDNN/oneDNN-style kernel of torch.nn when the
+  configuration is a standard one (the fast path used for training), or the
+  explicit unroll when a variant (no forget gate, CIFG) needs it.
+* ``unroll(x, record=True)`` — the equations written out one time step at a
+  time. Every quantity the gradient probe measures (h_t, c_t and the gate
+  pre-activations) is a tensor of its own in the autograd graph, and every later
+  use of it goes through that tensor, so ``∂ℓ/∂q_t`` from autograd is the *total*
+  derivative: the gradient reaching q_t through every later step.
+
+Notation follows torch's documentation: x_t input, h_t hidden state, c_t cell
+state, σ the logistic sigmoid, ⊙ the element-wise product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Unrolled:
+    """What an explicit unroll returns.
+
+    ``h`` is the (batch, steps, hidden) output. ``states`` and ``gates`` map a
+    quantity name to a list with one (batch, width) tensor per time step; these
+    are the graph nodes the probe differentiates against. ``activations`` maps a
+    gate name to a (steps,) tensor of its mean activation over batch and units.
+    """
+
+    h: Tensor
+    states: dict[str, list[Tensor]] = field(default_factory=dict)
+    gates: dict[str, list[Tensor]] = field(default_factory=dict)
+    activations: dict[str, Tensor] = field(default_factory=dict)
+
+
+def _input_projection(layer: nn.RNNBase, x: Tensor) -> Tensor:
+    """W_ih x_t + b_ih for every step at once: one matmul instead of T."""
+    return torch.nn.functional.linear(x, layer.weight_ih_l0, layer.bias_ih_l0)
+
+
+def _check_input(layer: nn.RNNBase, x: Tensor) -> None:
+    if x.dim() != 3 or x.shape[-1] != layer.input_size:
+        raise ValueError(
+            f"expected input of shape (batch, steps, {layer.input_size}), got {tuple(x.shape)}"
+        )
+
+
+class RNNLayer(nn.RNN):
+    """Elman RNN: h_t = φ(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh), φ = tanh or relu.
+
+    Options:
+      init: "default" (torch's uniform ±1/√H), "orthogonal" (W_hh orthogonal), or
+        "identity" (W_hh = I, b = 0: the IRNN of Le et al. 2015, meant for relu).
+      spectral_radius: if given, W_hh is rescaled after init so that its largest
+        |eigenvalue| equals this value: < 1 makes the Jacobian product shrink
+        (vanishing), > 1 lets it grow (exploding).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        nonlinearity: str = "tanh",
+        init: str = "default",
+        spectral_radius: float | None = None,
+    ):
+        super().__init__(input_size, hidden_size, nonlinearity=nonlinearity, batch_first=True)
+        self.init = init
+        self.spectral_radius = spectral_radius
+        self._initialise()
+
+    @torch.no_grad()
+    def _initialise(self) -> None:
+        w = self.weight_hh_l0
+        if self.init == "orthogonal":
+            nn.init.orthogonal_(w)
+        elif self.init == "identity":
+            w.copy_(torch.eye(self.hidden_size, dtype=w.dtype))
+            self.bias_ih_l0.zero_()
+            self.bias_hh_l0.zero_()
+        elif self.init != "default":
+            raise ValueError(f"init must be default, orthogonal or identity, got {self.init!r}")
+        if self.spectral_radius is not None:
+            radius = torch.linalg.eigvals(w.double()).abs().max().item()
+            if radius > 0:
+                w.mul_(self.spectral_radius / radius)
+
+    @property
+    def uses_fused(self) -> bool:
+        return True
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        _check_input(self, x)
+        return super().forward(x)[0]
+
+    def unroll(self, x: Tensor, record: bool = False) -> Unrolled:
+        _check_input(self, x)
+        phi = torch.tanh if self.nonlinearity == "tanh" else torch.relu
+        gx = _input_projection(self, x)
+        h = x.new_zeros(x.shape[0], self.hidden_size)
+        hs = []
+        for t in range(x.shape[1]):
+            # h_t = φ(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)
+            h = phi(gx[:, t] + nn.functional.linear(h, self.weight_hh_l0, self.bias_hh_l0))
+            hs.append(h)
+        return Unrolled(h=torch.stack(hs, 1), states={"h": hs} if record else {})
+
+
+class LSTMLayer(nn.LSTM):
+    """LSTM (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000).
+
+    .. math::
+        i_t &= σ(W_{ii} x_t + b_{ii} + W_{hi} h_{t−1} + b_{hi}) \\
+        f_t &= σ(W_{if} x_t + b_{if} + W_{hf} h_{t−1} + b_{hf}) \\
+        g_t &= \\tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t−1} + b_{hg}) \\
+        o_t &= σ(W_{io} x_t + b_{io} + W_{ho} h_{t−1} + b_{ho}) \\
+        c_t &= f_t ⊙ c_{t−1} + i_t ⊙ g_t \\
+        h_t &= o_t ⊙ \\tanh(c_t)
+
+    The cell path c_{t−1} → c_t is *additive*: its direct Jacobian is diag(f_t), a
+    gain the network learns. At torch's default init f_t ≈ σ(0) = 0.5, so that gain
+    halves the gradient every step until training opens the gate.
+
+    Options:
+      forget_bias: if given, the forget-gate bias is initialised so that
+        b_if + b_hf = forget_bias (Jozefowicz et al. 2015 recommend 1.0).
+      no_forget_gate: f_t ≡ 1, the 1997 constant error carousel (c_t = c_{t−1} + i_t ⊙ g_t).
+      coupled_gates: CIFG (Greff et al. 2017), i_t = 1 − f_t.
+    The forget/input gate rows stay in the parameters (so the layout matches
+    torch.nn.LSTM) but are unused when a variant removes that gate.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        forget_bias: float | None = None,
+        no_forget_gate: bool = False,
+        coupled_gates: bool = False,
+    ):
+        super().__init__(input_size, hidden_size, batch_first=True)
+        if no_forget_gate and coupled_gates:
+            raise ValueError("no_forget_gate and coupled_gates cannot both be set")
+        self.forget_bias = forget_bias
+        self.no_forget_gate = no_forget_gate
+        self.coupled_gates = coupled_gates
+        if forget_bias is not None:
+            H = hidden_size
+            with torch.no_grad():
+                self.bias_ih_l0[H : 2 * H].fill_(forget_bias)
+                self.bias_hh_l0[H : 2 * H].zero_()
+
+    @property
+    def uses_fused(self) -> bool:
+        return not (self.no_forget_gate or self.coupled_gates)
+
+    @property
+    def gate_names(self) -> tuple[str, ...]:
+        if self.no_forget_gate:
+            return ("i", "g", "o")
+        if self.coupled_gates:
+            return ("f", "g", "o")
+        return ("i", "f", "g", "o")
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        _check_input(self, x)
+        if self.uses_fused:
+            return super().forward(x)[0]
+        return self.unroll(x).h
+
+    def unroll(self, x: Tensor, record: bool = False) -> Unrolled:
+        _check_input(self, x)
+        B, T, H = x.shape[0], x.shape[1], self.hidden_size
+        gx = _input_projection(self, x)
+        h = x.new_zeros(B, H)
+        c = x.new_zeros(B, H)
+        hs, cs, pres = [], [], []
+        act_sums: dict[str, list[Tensor]] = {"i": [], "f": [], "o": []}
+        for t in range(T):
+            # All four pre-activations in one matmul; one graph node per step so
+            # the probe can ask for ∂ℓ/∂(pre-activation) and split it by gate.
+            pre = gx[:, t] + nn.functional.linear(h, self.weight_hh_l0, self.bias_hh_l0)
+            pi, pf, pg, po = pre.chunk(4, 1)
+            f = torch.sigmoid(pf)  # forget gate f_t
+            g = torch.tanh(pg)  # candidate g_t
+            o = torch.sigmoid(po)  # output gate o_t
+            if self.no_forget_gate:
+                i = torch.sigmoid(pi)
+                c = c + i * g  # c_t = c_{t−1} + i_t ⊙ g_t   (f ≡ 1)
+                f = torch.ones_like(f)
+            elif self.coupled_gates:
+                i = 1.0 - f  # CIFG: i_t = 1 − f_t
+                c = f * c + i * g
+            else:
+                i = torch.sigmoid(pi)
+                c = f * c + i * g  # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
+            h = o * torch.tanh(c)  # h_t = o_t ⊙ tanh(c_t)
+            hs.append(h)
+            if record:
+                cs.append(c)
+                pres.append(pre)
+                for name, v in (("i", i), ("f", f), ("o", o)):
+                    act_sums[name].append(v.detach().mean())
+        out = Unrolled(h=torch.stack(hs, 1))
+        if record:
+            out.states = {"h": hs, "c": cs}
+            out.gates = {"ifgo": pres}
+            out.activations = {k: torch.stack(v) for k, v in act_sums.items()}
+        return out
+
+
+class GRULayer(nn.GRU):
+    """GRU (Cho et al. 2014) in torch's convention.
+
+    .. math::
+        r_t &= σ(W_{ir} x_t + b_{ir} + W_{hr} h_{t−1} + b_{hr}) \\
+        z_t &= σ(W_{iz} x_t + b_{iz} + W_{hz} h_{t−1} + b_{hz}) \\
+        n_t &= \\tanh(W_{in} x_t + b_{in} + r_t ⊙ (W_{hn} h_{t−1} + b_{hn})) \\
+        h_t &= (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}
+
+    ∂h_t/∂h_{t−1} contains the additive term diag(z_t): with z_t → 1 the state
+    (and its gradient) is carried across steps unchanged.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size, batch_first=True)
+
+    @property
+    def uses_fused(self) -> bool:
+        return True
+
+    gate_names = ("r", "z", "n")
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        _check_input(self, x)
+        return super().forward(x)[0]
+
+    def unroll(self, x: Tensor, record: bool = False) -> Unrolled:
+        _check_input(self, x)
+        B, T, H = x.shape[0], x.shape[1], self.hidden_size
+        gx = _input_projection(self, x)
+        w_hrz, w_hn = self.weight_hh_l0[: 2 * H], self.weight_hh_l0[2 * H :]
+        b_hrz, b_hn = self.bias_hh_l0[: 2 * H], self.bias_hh_l0[2 * H :]
+        h = x.new_zeros(B, H)
+        hs, rz_pres, n_pres = [], [], []
+        act_sums: dict[str, list[Tensor]] = {"r": [], "z": []}
+        for t in range(T):
+            # r and z pre-activations together; n's separately because it needs r_t.
+            rz_pre = gx[:, t, : 2 * H] + nn.functional.linear(h, w_hrz, b_hrz)
+            r, z = torch.sigmoid(rz_pre).chunk(2, 1)
+            # n's pre-activation includes r_t ⊙ (W_hn h_{t−1} + b_hn), per torch.
+            n_pre = gx[:, t, 2 * H :] + r * nn.functional.linear(h, w_hn, b_hn)
+            n = torch.tanh(n_pre)
+            h = (1.0 - z) * n + z * h  # h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}
+            hs.append(h)
+            if record:
+                rz_pres.append(rz_pre)
+                n_pres.append(n_pre)
+                act_sums["r"].append(r.detach().mean())
+                act_sums["z"].append(z.detach().mean())
+        out = Unrolled(h=torch.stack(hs, 1))
+        if record:
+            out.states = {"h": hs}
+            out.gates = {"rz": rz_pres, "n": n_pres}
+            out.activations = {k: torch.stack(v) for k, v in act_sums.items()}
+        return out
+

@@ -1,0 +1,70 @@
+"""Sequence models: one recurrent layer and a linear readout at every step.
+
+``build_model("lstm", input_size, hidden_size, output_size, forget_bias=1.0)``
+returns a :class:`SequenceModel` whose ``recurrent`` attribute is a torch.nn
+recurrent module (see :mod:`core.cells`), so weights load both ways between it
+and ``torch.nn.LSTM`` / ``GRU`` / ``RNN``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.cells import GRULayer, LSTMLayer, RNNLayer, Unrolled
+
+ARCHS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+
+# Which options each architecture accepts (anything else is refused by name).
+ARCH_OPTIONS = {
+    "rnn_tanh": ("init", "spectral_radius"),
+    "rnn_relu": ("init", "spectral_radius"),
+    "lstm": ("forget_bias", "no_forget_gate", "coupled_gates"),
+    "gru": (),
+}
+
+
+class SequenceModel(nn.Module):
+    """x (batch, steps, input) → outputs (batch, steps, output), initial state zero."""
+
+    def __init__(self, arch: str, recurrent: nn.RNNBase, output_size: int):
+        super().__init__()
+        self.arch = arch
+        self.recurrent = recurrent
+        self.readout = nn.Linear(recurrent.hidden_size, output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.recurrent(x))
+
+    def unroll(self, x: torch.Tensor, record: bool = True) -> tuple[torch.Tensor, Unrolled]:
+        """The explicit step-by-step forward; returns (outputs, recorded graph nodes)."""
+        u = self.recurrent.unroll(x, record=record)
+        return self.readout(u.h), u
+
+
+def build_model(
+    arch: str, input_size: int, hidden_size: int, output_size: int, **options
+) -> SequenceModel:
+    """Build a model; options are the architecture's own (see ``ARCH_OPTIONS``).
+
+    ``None`` values are ignored so callers can pass every option of a config.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
+    options = {k: v for k, v in options.items() if v is not None}
+    unknown = set(options) - set(ARCH_OPTIONS[arch])
+    # Boolean flags left at False are harmless for any arch.
+    unknown = {k for k in unknown if options[k] is not False}
+    if unknown:
+        raise ValueError(
+            f"option(s) {', '.join(sorted(unknown))} do not apply to {arch}; "
+            f"allowed: {', '.join(ARCH_OPTIONS[arch]) or 'none'}"
+        )
+    options = {k: v for k, v in options.items() if k in ARCH_OPTIONS[arch]}
+    if arch in ("rnn_tanh", "rnn_relu"):
+        layer = RNNLayer(input_size, hidden_size, nonlinearity=arch[4:], **options)
+    elif arch == "lstm":
+        layer = LSTMLayer(input_size, hidden_size, **options)
+    else:
+        layer = GRULayer(input_size, hidden_size)
+    return SequenceModel(arch, layer, output_size)

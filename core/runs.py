@@ -1,0 +1,367 @@
+"""The run store: one directory per run, written while it trains.
+
+Layout of ``<root>/<run_id>/`` (the one run format; see also README):
+
+    config.json        the TrainConfig
+    status.json        status, progress and headline numbers (rewritten on each flush)
+    metrics.parquet    step, loss, metric, grad_norm, wall_s        (every training step)
+    evals.parquet      step, loss, metric, solved, wall_s           (held-out evaluations)
+    probes.parquet     step, t, quantity, grad_norm                 (gradient profiles)
+    gates.parquet      step, t, gate, mean                          (mean gate activations)
+    summaries.parquet  step, vanishing_ratio, gradient_reach, ...   (one row per probe)
+    model.safetensors  final weights (never pickle)
+
+Every file is written atomically (temporary file, fsync, rename), so a reader
+sees the old or the new version, never half of one, and a killed process loses
+at most the records since the last flush (``flush_every`` seconds).
+
+A run whose status says "running" but whose writer has stopped beating
+(process gone, or no flush for ``STALE_AFTER_S``) is reported as "interrupted".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from core.config import ConfigError, TrainConfig, parse_config
+from core.train import EndRecord, EvalRecord, ProbeRecord, Record, StepRecord
+
+RUNS_DIR_ENV = "RNNLAB_RUNS_DIR"
+STATUSES = ("queued", "running", "finished", "stopped", "diverged", "interrupted")
+STALE_AFTER_S = 30.0
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+TABLES = {
+    "metrics": ["step", "loss", "metric", "grad_norm", "wall_s"],
+    "evals": ["step", "loss", "metric", "solved", "wall_s"],
+    "probes": ["step", "t", "quantity", "grad_norm"],
+    "gates": ["step", "t", "gate", "mean"],
+    "summaries": ["step", "vanishing_ratio", "gradient_reach", "h_grad_first", "h_grad_last"],
+}
+
+
+class RunError(Exception):
+    """A run cannot be found, read or written; the message says which and why."""
+
+
+def default_root() -> Path:
+    return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
+
+
+def new_run_id(config: TrainConfig) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{config.task}-{config.arch}-{secrets.token_hex(3)}"
+
+
+def check_run_id(run_id: str) -> str:
+    """Refuse ids that could name anything outside the runs root."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id:
+        raise RunError(f"invalid run id {run_id!r}: use letters, digits, '-', '_' and '.'")
+    return run_id
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a torn file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    def w(tmp):
+        with open(tmp, "w") as fh:
+            json.dump(data, fh, indent=1, default=_json_default)
+
+    atomic_write(path, w)
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+@dataclass
+class RunData:
+    """A run's records in memory: what the UI draws and the store writes.
+
+    Thread-safe: a trainer thread calls ``add``; readers call ``table`` or
+    ``snapshot``, which return copies.
+    """
+
+    config: TrainConfig
+    status: dict = field(default_factory=dict)
+    rows: dict[str, list] = field(default_factory=lambda: {k: [] for k in TABLES})
+    frames: dict[str, list[pd.DataFrame]] = field(
+        default_factory=lambda: {"probes": [], "gates": []}
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self):
+        task = self.config.make_task()
+        base = {
+            "status": "queued", "step": 0, "steps": self.config.steps, "solved": False,
+            "steps_to_solve": None, "final_loss": None, "eval_loss": None,
+            "eval_metric": None, "baseline_loss": task.baseline_loss,
+            "metric_name": task.metric_name, "created": time.time(), "updated": time.time(),
+            "wall_s": 0.0, "steps_per_s": None, "vanishing_ratio": None,
+            "gradient_reach": None, "message": "",
+        }
+        base.update(self.status)
+        self.status = base
+
+    def add(self, record: Record) -> None:
+        with self._lock:
+            s = self.status
+            if isinstance(record, StepRecord):
+                self.rows["metrics"].append(
+                    (record.step, record.loss, record.metric, record.grad_norm, record.wall_s)
+                )
+                s.update(step=record.step + 1, final_loss=record.loss, wall_s=record.wall_s)
+                if record.wall_s > 0:
+                    s["steps_per_s"] = (record.step + 1) / record.wall_s
+            elif isinstance(record, EvalRecord):
+                self.rows["evals"].append(
+                    (record.step, record.loss, record.metric, record.solved, record.wall_s)
+                )
+                s.update(eval_loss=record.loss, eval_metric=record.metric)
+                if record.solved and not s["solved"]:
+                    s.update(solved=True, steps_to_solve=record.step)
+            elif isinstance(record, ProbeRecord):
+                self.frames["probes"].append(record.profile.assign(step=record.step))
+                self.frames["gates"].append(record.activations.assign(step=record.step))
+                sm = record.summary
+                self.rows["summaries"].append(
+                    (record.step, sm["vanishing_ratio"], sm["gradient_reach"],
+                     sm["h_grad_first"], sm["h_grad_last"])
+                )
+                s.update(vanishing_ratio=sm["vanishing_ratio"], gradient_reach=sm["gradient_reach"])
+            elif isinstance(record, EndRecord):
+                s.update(status=record.status, wall_s=record.wall_s, message=record.message)
+            s["updated"] = time.time()
+
+    def set_status(self, status: str, message: str = "") -> None:
+        with self._lock:
+            self.status.update(status=status, updated=time.time())
+            if message:
+                self.status["message"] = message
+
+    def table(self, name: str) -> pd.DataFrame:
+        """A copy of one table as a DataFrame with the columns of ``TABLES[name]``."""
+        with self._lock:
+            if name in self.frames:
+                frames = list(self.frames[name])
+                if not frames:
+                    return pd.DataFrame({c: [] for c in TABLES[name]})
+                return pd.concat(frames, ignore_index=True)[TABLES[name]]
+            return pd.DataFrame(list(self.rows[name]), columns=TABLES[name])
+
+    def status_copy(self) -> dict:
+        with self._lock:
+            return dict(self.status)
+
+    @classmethod
+    def from_tables(cls, config: TrainConfig, status: dict, tables: dict[str, pd.DataFrame]):
+        data = cls(config, status=status)
+        for name, df in tables.items():
+            if name in data.frames:
+                data.frames[name] = [df]
+            else:
+                data.rows[name] = list(df[TABLES[name]].itertuples(index=False, name=None))
+        return data
+
+
+class RunWriter:
+    """Persists a :class:`RunData` under its run directory, at most every ``flush_every`` s."""
+
+    def __init__(self, run_dir: Path, data: RunData, flush_every: float = 2.0):
+        self.dir = run_dir
+        self.data = data
+        self.flush_every = flush_every
+        self._last_flush = 0.0
+        self.error: str | None = None  # the last write failure, for the UI to show
+
+    def add(self, record: Record) -> None:
+        self.data.add(record)
+        if isinstance(record, EndRecord) or time.monotonic() - self._last_flush >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every table and the status; a write failure is kept in ``error``, not raised,
+        so the training and its in-memory charts go on."""
+        self._last_flush = time.monotonic()
+        try:
+            for name in TABLES:
+                df = self.data.table(name)
+                atomic_write(self.dir / f"{name}.parquet", lambda tmp, df=df: df.to_parquet(tmp))
+            status = self.data.status_copy()
+            status.update(pid=os.getpid(), heartbeat=time.time())
+            write_json(self.dir / "status.json", status)
+            self.error = None
+        except OSError as e:
+            self.error = f"could not save the run to {self.dir}: {e.strerror or e}"
+
+    def save_model(self, model) -> None:
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        try:
+            atomic_write(self.dir / "model.safetensors", lambda tmp: save_file(state, tmp))
+        except OSError as e:
+            self.error = f"could not save the model weights: {e.strerror or e}"
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def effective_status(status: dict) -> str:
+    """'running'/'queued' runs whose writer is gone are 'interrupted'."""
+    s = status.get("status", "interrupted")
+    if s in ("running", "queued"):
+        beat = status.get("heartbeat") or 0
+        if not _pid_alive(status.get("pid")) or time.time() - beat > STALE_AFTER_S:
+            return "interrupted"
+    return s if s in STATUSES else "interrupted"
+
+
+class RunStore:
+    """List, create, load and delete runs under one root directory."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_root()
+
+    def path(self, run_id: str) -> Path:
+        return self.root / check_run_id(run_id)
+
+    def create(self, config: TrainConfig, run_id: str | None = None) -> RunWriter:
+        """Make the run's directory and write its config; raises RunError if it can't."""
+        run_id = check_run_id(run_id or new_run_id(config))
+        data = RunData(config, status={"run_id": run_id})
+        d = self.path(run_id)
+        try:
+            d.mkdir(parents=True, exist_ok=False)
+            write_json(d / "config.json", config.to_dict())
+        except OSError as e:
+            raise RunError(f"cannot create run directory {d}: {e.strerror or e}") from e
+        writer = RunWriter(d, data)
+        writer.flush()
+        return writer
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            (p.name for p in self.root.iterdir() if p.is_dir() and _RUN_ID.match(p.name)),
+            reverse=True,
+        )
+
+    def read_status(self, run_id: str) -> dict:
+        d = self.path(run_id)
+        try:
+            status = json.loads((d / "status.json").read_text())
+            if not isinstance(status, dict):
+                raise ValueError("status.json is not an object")
+        except (OSError, ValueError) as e:
+            return {"run_id": run_id, "status": "interrupted", "incomplete": True,
+                    "message": f"status unreadable: {e}"}
+        status["run_id"] = run_id
+        status["status"] = effective_status(status)
+        return status
+
+    def list(self) -> pd.DataFrame:
+        """One row per run: run_id, task, arch, label, status, step, steps, eval_loss, solved, created."""
+        rows = []
+        for run_id in self.ids():
+            st = self.read_status(run_id)
+            try:
+                cfg = json.loads((self.path(run_id) / "config.json").read_text())
+            except (OSError, ValueError):
+                cfg = {}
+            rows.append({
+                "run_id": run_id, "task": cfg.get("task"), "arch": cfg.get("arch"),
+                "seq_len": cfg.get("seq_len"), "status": st.get("status"),
+                "step": st.get("step"), "steps": st.get("steps"),
+                "eval_loss": st.get("eval_loss"), "eval_metric": st.get("eval_metric"),
+                "solved": bool(st.get("solved")), "created": pd.to_datetime(
+                    st.get("created") or 0, unit="s"),
+            })
+        cols = ["run_id", "task", "arch", "seq_len", "status", "step", "steps",
+                "eval_loss", "eval_metric", "solved", "created"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def load(self, run_id: str) -> RunData:
+        """Read a run back; raises RunError with a clear message if it is unusable.
+
+        Missing tables (a run killed before its first flush) load as empty and the
+        status carries ``incomplete: True``.
+        """
+        d = self.path(run_id)
+        if not d.is_dir():
+            raise RunError(f"no run {run_id!r} in {self.root}")
+        try:
+            cfg_dict = json.loads((d / "config.json").read_text())
+            config = TrainConfig.from_dict(cfg_dict)
+        except (OSError, ValueError, TypeError) as e:
+            reason = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+            raise RunError(f"run {run_id!r} has no usable config.json ({reason})") from e
+        status = self.read_status(run_id)
+        tables = {}
+        for name, cols in TABLES.items():
+            p = d / f"{name}.parquet"
+            try:
+                df = pd.read_parquet(p)
+                missing = set(cols) - set(df.columns)
+                if missing:
+                    raise ValueError(f"missing columns {sorted(missing)}")
+                tables[name] = df[cols]
+            except Exception as e:  # noqa: BLE001 - pyarrow raises many types for bad files
+                status["incomplete"] = True
+                status.setdefault("problems", []).append(f"{name}.parquet: {e}")
+                tables[name] = pd.DataFrame({c: [] for c in cols})
+        return RunData.from_tables(config, status, tables)
+
+    def delete(self, run_id: str) -> None:
+        d = self.path(run_id)
+        if not d.is_dir():
+            raise RunError(f"no run {run_id!r} to delete")
+        shutil.rmtree(d)
+
+    def model_path(self, run_id: str) -> Path:
+        return self.path(run_id) / "model.safetensors"
+
+
+def config_from_json(text: str) -> tuple[TrainConfig, dict[str, str]]:
+    """Parse an uploaded config.json leniently (see :func:`core.config.parse_config`)."""
+    try:
+        d = json.loads(text)
+    except ValueError as e:
+        raise RunError(f"config.json is not valid JSON: {e}") from e
+    if not isinstance(d, dict):
+        raise RunError("config.json must hold a JSON object")
+    return parse_config(d)
