@@ -1,0 +1,220 @@
+"""Background training: a worker thread per job, snapshots for whoever draws.
+
+A :class:`TrainingJob` trains one or more configurations *in lockstep* (the
+Compare page: two to four models, one seed, identical batches, one step of each
+in turn) on a daemon thread. The thread only produces records into each run's
+:class:`~core.runs.RunData` and its :class:`~core.runs.RunWriter`; a UI reads
+``job.runs[i].data`` snapshots whenever it likes. Nothing here knows about
+Streamlit.
+
+:class:`Slots` caps how many jobs train at once in the process (a room of
+workshop users shares two cores); a job waiting for a slot reports status
+"queued" with its place in the queue.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from core.config import TrainConfig
+from core.runs import RunData, RunError, RunStore, RunWriter
+from core.train import EndRecord, Trainer
+
+MAX_TRAININGS_ENV = "RNNLAB_MAX_TRAININGS"
+
+
+class Slots:
+    """A counting semaphore that also tells a waiter its place in the queue."""
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._queue: list[object] = []
+
+    def acquire(self, token: object, cancelled: threading.Event) -> bool:
+        """Block until a slot is free (FIFO) or ``cancelled`` is set; True if acquired."""
+        with self._cond:
+            self._queue.append(token)
+            try:
+                while not cancelled.is_set():
+                    if self._busy < self.capacity and self._queue[0] is token:
+                        self._busy += 1
+                        return True
+                    self._cond.wait(timeout=0.2)
+                return False
+            finally:
+                self._queue.remove(token)
+                self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify_all()
+
+    def position(self, token: object) -> int | None:
+        """1-based place in the waiting queue, or None if not waiting."""
+        with self._cond:
+            try:
+                return self._queue.index(token) + 1
+            except ValueError:
+                return None
+
+    @property
+    def busy(self) -> int:
+        with self._cond:
+            return self._busy
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+
+def default_capacity() -> int:
+    """Concurrent trainings per process: $RNNLAB_MAX_TRAININGS, else one per core."""
+    try:
+        return max(1, int(os.environ.get(MAX_TRAININGS_ENV, "")))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
+GLOBAL_SLOTS = Slots(default_capacity())
+
+
+@dataclass
+class JobRun:
+    """One configuration inside a job: its config, live data and (optional) writer."""
+
+    config: TrainConfig
+    data: RunData
+    writer: RunWriter | None = None
+    trainer: Trainer | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        return self.data.status.get("run_id")
+
+
+@dataclass
+class TrainingJob:
+    """Train ``configs`` in lockstep on a background thread.
+
+    ``store`` None keeps everything in memory only. A store that cannot be
+    written (read-only disk, full disk) does not stop the training: the error is
+    kept in ``save_error`` and the charts still come from memory.
+    """
+
+    configs: list[TrainConfig]
+    store: RunStore | None = None
+    slots: Slots | None = field(default_factory=lambda: GLOBAL_SLOTS)
+    runs: list[JobRun] = field(default_factory=list)
+    save_error: str | None = None
+    error: str | None = None
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __post_init__(self):
+        if not self.configs:
+            raise ValueError("a job needs at least one configuration")
+        for cfg in self.configs:
+            writer = None
+            if self.store is not None:
+                try:
+                    writer = self.store.create(cfg)
+                except RunError as e:
+                    self.save_error = str(e)
+            data = writer.data if writer else RunData(cfg, status={"run_id": None})
+            self.runs.append(JobRun(cfg, data, writer))
+
+    def start(self) -> TrainingJob:
+        self._thread = threading.Thread(target=self._main, name="rnnlab-train", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the job to stop (also cancels waiting for a slot). Returns at once."""
+        self._cancel.set()
+        for r in self.runs:
+            if r.trainer is not None:
+                r.trainer.stop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queue_position(self) -> int | None:
+        return self.slots.position(self) if self.slots else None
+
+    def _emit(self, run: JobRun, record) -> None:
+        if run.writer is not None:
+            run.writer.add(record)
+            if run.writer.error:
+                self.save_error = run.writer.error
+        else:
+            run.data.add(record)
+
+    def _main(self) -> None:
+        acquired = False
+        try:
+            if self.slots is not None:
+                acquired = self.slots.acquire(self, self._cancel)
+                if not acquired:
+                    for r in self.runs:
+                        self._finish(r, "stopped", "stopped before a training slot was free")
+                    return
+            for r in self.runs:
+                r.trainer = Trainer(r.config)
+                if self._cancel.is_set():
+                    r.trainer.stop()
+                r.data.set_status("running")
+            iterators = [(r, r.trainer.run()) for r in self.runs]
+            # Lockstep: one record-producing step of each run in turn, so runs
+            # compared side by side progress together on identical batches.
+            while iterators:
+                for item in list(iterators):
+                    r, it = item
+                    for record in it:
+                        self._emit(r, record)
+                        if record.kind in ("step", "end"):
+                            break
+                    else:
+                        iterators.remove(item)
+                        continue
+                    if record.kind == "end":
+                        iterators.remove(item)
+                        if r.writer is not None:
+                            r.writer.save_model(r.trainer.model)
+                            r.writer.flush()
+        except Exception as e:  # noqa: BLE001 - a worker must never die silently
+            self.error = f"{type(e).__name__}: {e}"
+            for r in self.runs:
+                if r.data.status.get("status") in ("queued", "running"):
+                    self._finish(r, "stopped", f"training failed: {self.error}")
+        finally:
+            if acquired:
+                self.slots.release()
+
+    def _finish(self, run: JobRun, status: str, message: str) -> None:
+        st = run.data.status_copy()
+        self._emit(run, EndRecord(status, st.get("step", 0), st.get("wall_s", 0.0), message))
+
+    def wait_started(self, timeout: float = 5.0) -> None:
+        """Block until the job is past the queue (or timeout): handy in scripts and tests."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and all(
+            r.data.status.get("status") == "queued" for r in self.runs
+        ):
+            time.sleep(0.01)
