@@ -218,3 +218,69 @@ class TrainingJob:
             r.data.status.get("status") == "queued" for r in self.runs
         ):
             time.sleep(0.01)
+
+
+class JobRegistry:
+    """Live jobs by run id, shared by every session of one server process.
+
+    A page that starts a job registers it; a browser refresh (a new session)
+    finds it again by the run id in its URL. When a session ends, its jobs are
+    *released*: they keep training for ``grace_s`` seconds, so a reload or a
+    reconnect can claim them back, and are then stopped (their runs are saved
+    with status "stopped").
+    """
+
+    def __init__(self, grace_s: float = 30.0):
+        self.grace_s = grace_s
+        self._lock = threading.Lock()
+        self._jobs: dict[str, TrainingJob] = {}
+        self._timers: dict[int, threading.Timer] = {}
+
+    def register(self, job: TrainingJob) -> None:
+        with self._lock:
+            self._prune()
+            for r in job.runs:
+                if r.run_id:
+                    self._jobs[r.run_id] = job
+
+    def get(self, run_id: str) -> TrainingJob | None:
+        with self._lock:
+            return self._jobs.get(run_id)
+
+    def claim(self, job: TrainingJob) -> None:
+        """Cancel a pending release: a session has picked the job up again."""
+        with self._lock:
+            timer = self._timers.pop(id(job), None)
+        if timer is not None:
+            timer.cancel()
+
+    def release(self, job: TrainingJob) -> None:
+        """Stop ``job`` after the grace period unless it is claimed before then."""
+        if not job.alive:
+            return
+        timer = threading.Timer(self.grace_s, self._expire, args=(job,))
+        timer.daemon = True
+        with self._lock:
+            old = self._timers.pop(id(job), None)
+            self._timers[id(job)] = timer
+        if old is not None:
+            old.cancel()
+        timer.start()
+
+    def _expire(self, job: TrainingJob) -> None:
+        with self._lock:
+            self._timers.pop(id(job), None)
+        job.stop()
+
+    def _prune(self) -> None:
+        """Forget finished jobs (their runs live on in the store)."""
+        for run_id in [k for k, j in self._jobs.items() if not j.alive]:
+            del self._jobs[run_id]
+
+    def active(self) -> list[TrainingJob]:
+        with self._lock:
+            self._prune()
+            return list({id(j): j for j in self._jobs.values()}.values())
+
+
+GLOBAL_REGISTRY = JobRegistry()

@@ -148,6 +148,10 @@ def summarise(profile: pd.DataFrame, activations: pd.DataFrame) -> dict:
         "h_grad_first": float(g[0]) if len(g) else float("nan"),
         "h_grad_last": float(g[-1]) if len(g) else float("nan"),
     }
+    c = profile[profile["quantity"] == "c"].sort_values("t")["grad_norm"].to_numpy(dtype=float)
+    if len(c) and c[-1] > 0:
+        # The LSTM's cell path alone: ‖∂ℓ/∂c_0‖ / ‖∂ℓ/∂c_{T−1}‖.
+        summary["cell_ratio"] = float(c[0] / c[-1])
     for gate in ("f", "z"):
         a = activations[activations["gate"] == gate]["mean"]
         if len(a):

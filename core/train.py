@@ -89,6 +89,12 @@ def make_model(config: TrainConfig, task: Task) -> SequenceModel:
         )
 
 
+def warm_up() -> None:
+    """Pay torch's one-off lazy imports (the optimizer's first construction pulls in
+    torch._dynamo and sympy: seconds on a busy machine) before the first training."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr)

@@ -1,0 +1,34 @@
+"""One-click configurations that tell the story (used by the Train and Compare pages).
+
+Each preset is a set of TrainConfig overrides; ``preset_config(name)`` validates it.
+"""
+
+from __future__ import annotations
+
+from core.config import TrainConfig
+
+_ADDING_50 = dict(task="adding", seq_len=50, hidden_size=64, batch_size=64, lr=0.003,
+                  steps=2000, probe_every=25, eval_every=50)
+
+PRESETS: dict[str, dict] = {
+    "Vanilla RNN forgets (adding, T=50)": dict(_ADDING_50, arch="rnn_tanh"),
+    "LSTM remembers (same task)": dict(_ADDING_50, arch="lstm"),
+    "GRU remembers": dict(_ADDING_50, arch="gru"),
+    "LSTM without its forget gate": dict(_ADDING_50, arch="lstm", no_forget_gate=True),
+    "LSTM with forget bias 1 (Jozefowicz et al.)": dict(_ADDING_50, arch="lstm", forget_bias=1.0),
+    "Exploding gradients (RNN, spectral radius 1.5, no clipping)": dict(
+        _ADDING_50, arch="rnn_relu", spectral_radius=1.5, lr=0.01, steps=500, probe_every=5,
+        eval_every=25),
+    "… tamed by clipping": dict(
+        _ADDING_50, arch="rnn_relu", spectral_radius=1.5, lr=0.01, steps=500, probe_every=5,
+        eval_every=25, clip=1.0),
+    "Recall over 100 steps: LSTM": dict(task="recall", seq_len=100, arch="lstm", hidden_size=64,
+                                        steps=1500, probe_every=25, eval_every=50),
+}
+
+
+def preset_config(name: str) -> TrainConfig:
+    """The preset's full config (unknown name → KeyError listing the presets)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return TrainConfig(**PRESETS[name])

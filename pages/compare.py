@@ -1,0 +1,5 @@
+"""compare page (placeholder)."""
+import streamlit as st
+
+st.title("Compare")
+st.info("Coming soon.")

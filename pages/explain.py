@@ -1,0 +1,5 @@
+"""explain page (placeholder)."""
+import streamlit as st
+
+st.title("Explain")
+st.info("Coming soon.")

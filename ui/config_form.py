@@ -1,0 +1,182 @@
+"""The configuration sidebar, bound to the URL.
+
+Widgets are generated from ``core.config.FIELDS`` (the one place ranges live).
+On a session's first visit the URL's query parameters are parsed leniently
+with ``core.config.parse_config``: a bad value keeps its default and the page
+shows a warning naming the field and its allowed range. Afterwards every
+change is written back to the URL (fields at their default are left out), so a
+link reproduces the configuration.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.config import FIELD_BY_NAME, FIELDS, TrainConfig, parse_config
+from core.presets import PRESETS, preset_config
+
+# URL keys that are not config fields (left alone here).
+RESERVED_PARAMS = ("run", "preset", "models")
+# Fields the app fixes itself: one torch thread per training so a room shares the cores.
+APP_FIXED = {"threads": 1, "stop_when_solved": False}
+OPTIONAL_FIELDS = [f.name for f in FIELDS if f.optional]
+
+LABELS = {
+    "task": "Task", "seq_len": "Sequence length T", "num_symbols": "Symbols K",
+    "arch": "Architecture", "hidden_size": "Hidden size", "forget_bias": "Forget-gate bias",
+    "no_forget_gate": "No forget gate (f ≡ 1)", "coupled_gates": "Coupled gates (CIFG)",
+    "init": "Recurrent init", "spectral_radius": "Spectral radius of W_hh",
+    "batch_size": "Batch size", "lr": "Learning rate", "optimizer": "Optimizer",
+    "clip": "Clip gradient norm at", "steps": "Training steps", "seed": "Seed",
+    "probe_every": "Probe gradients every N steps", "eval_every": "Evaluate every N steps",
+    "eval_size": "Held-out sequences",
+}
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}_{name}"
+
+
+def _load_into_state(prefix: str, config: TrainConfig) -> None:
+    for f in FIELDS:
+        v = getattr(config, f.name)
+        if f.optional:
+            st.session_state[_key(prefix, f.name + "_on")] = v is not None
+            st.session_state[_key(prefix, f.name)] = v if v is not None else _optional_default(f.name)
+        else:
+            st.session_state[_key(prefix, f.name)] = v
+
+
+def _optional_default(name: str) -> float:
+    return {"forget_bias": 1.0, "spectral_radius": 1.0, "clip": 1.0}[name]
+
+
+def _apply_preset(prefix: str) -> None:
+    name = st.session_state[_key(prefix, "preset")]
+    if name in PRESETS:
+        _load_into_state(prefix, preset_config(name))
+
+
+def init_from_url(prefix: str) -> dict[str, str]:
+    """First visit in this session: URL → widget state. Returns {field: problem}."""
+    flag = _key(prefix, "initialised")
+    if st.session_state.get(flag):
+        return st.session_state.get(_key(prefix, "url_errors"), {})
+    params = {k: st.query_params[k] for k in st.query_params if k not in RESERVED_PARAMS}
+    base = TrainConfig()
+    if st.query_params.get("preset") in PRESETS:
+        base = preset_config(st.query_params["preset"])
+    config, errors = parse_config(params, base=base)
+    _load_into_state(prefix, config)
+    st.session_state[flag] = True
+    st.session_state[_key(prefix, "url_errors")] = errors
+    return errors
+
+
+def _number(prefix: str, name: str, **kw):
+    f = FIELD_BY_NAME[name]
+    if f.kind is int:
+        return st.number_input(LABELS[name], int(f.low), int(f.high), step=1,
+                               key=_key(prefix, name), help=f.help, **kw)
+    return st.number_input(LABELS[name], float(f.low), float(f.high), key=_key(prefix, name),
+                           help=f.help, format="%g", **kw)
+
+
+def _optional(prefix: str, name: str, label_on: str, step: float) -> None:
+    on = st.checkbox(label_on, key=_key(prefix, name + "_on"))
+    if on:
+        f = FIELD_BY_NAME[name]
+        st.number_input(LABELS[name], float(f.low), float(f.high), step=step,
+                        key=_key(prefix, name), help=f.help, format="%g")
+
+
+def config_sidebar(prefix: str, show_arch: bool = True, disabled: bool = False) -> TrainConfig:
+    """Draw the sidebar form; return the validated config it describes.
+
+    ``show_arch`` False hides architecture choice (the Compare page picks models itself).
+    """
+    errors = init_from_url(prefix)
+    if errors:
+        st.warning(
+            "Some values in the link were not valid and were replaced by defaults:\n\n"
+            + "\n".join(f"- **{k}** {v}" for k, v in errors.items())
+        )
+    s = st.session_state
+    with st.sidebar:
+        st.selectbox("Preset", ["Custom", *PRESETS], key=_key(prefix, "preset"),
+                     on_change=_apply_preset, args=(prefix,), disabled=disabled,
+                     help="One click to a configuration that tells the story")
+        st.subheader("Task")
+        st.selectbox(LABELS["task"], FIELD_BY_NAME["task"].choices, key=_key(prefix, "task"),
+                     disabled=disabled)
+        _number(prefix, "seq_len", disabled=disabled)
+        if s[_key(prefix, "task")] == "recall":
+            _number(prefix, "num_symbols", disabled=disabled)
+        st.subheader("Model")
+        if show_arch:
+            st.selectbox(LABELS["arch"], FIELD_BY_NAME["arch"].choices, key=_key(prefix, "arch"),
+                         disabled=disabled)
+            arch = s[_key(prefix, "arch")]
+            if arch == "lstm":
+                _optional(prefix, "forget_bias", "Set the forget-gate bias", 0.5)
+                st.checkbox(LABELS["no_forget_gate"], key=_key(prefix, "no_forget_gate"))
+                st.checkbox(LABELS["coupled_gates"], key=_key(prefix, "coupled_gates"))
+            elif arch.startswith("rnn"):
+                st.selectbox(LABELS["init"], FIELD_BY_NAME["init"].choices,
+                             key=_key(prefix, "init"))
+                _optional(prefix, "spectral_radius", "Rescale the spectral radius", 0.1)
+        _number(prefix, "hidden_size", disabled=disabled)
+        st.subheader("Training")
+        _number(prefix, "batch_size", disabled=disabled)
+        st.number_input(LABELS["lr"], 1e-6, 1.0, step=0.001, format="%g", key=_key(prefix, "lr"),
+                        disabled=disabled)
+        st.selectbox(LABELS["optimizer"], FIELD_BY_NAME["optimizer"].choices,
+                     key=_key(prefix, "optimizer"), disabled=disabled)
+        _optional(prefix, "clip", "Clip the gradient norm", 0.5)
+        _number(prefix, "steps", disabled=disabled)
+        _number(prefix, "seed", disabled=disabled)
+        _number(prefix, "probe_every", disabled=disabled)
+        with st.expander("Evaluation"):
+            _number(prefix, "eval_every", disabled=disabled)
+            _number(prefix, "eval_size", disabled=disabled)
+    config, problems = collect(prefix, include_arch=show_arch)
+    if problems:
+        st.warning("\n".join(f"- **{k}** {v}" for k, v in problems.items()))
+    sync_url(config)
+    return config
+
+
+def collect(prefix: str, include_arch: bool = True) -> tuple[TrainConfig, dict[str, str]]:
+    """Widget state → config (lenient: an impossible combination falls back, with a message)."""
+    s = st.session_state
+    values = {}
+    arch = s.get(_key(prefix, "arch"), "lstm") if include_arch else "lstm"
+    for f in FIELDS:
+        if f.name in APP_FIXED or _key(prefix, f.name) not in s:
+            continue
+        if f.applies_to and f.applies_to[0] not in ("recall",) and arch not in f.applies_to:
+            continue  # options of another architecture stay in the widgets, not the config
+        if not include_arch and f.applies_to and f.name != "num_symbols":
+            continue
+        if f.optional and not s.get(_key(prefix, f.name + "_on")):
+            values[f.name] = None
+        else:
+            values[f.name] = s[_key(prefix, f.name)]
+    values.update(APP_FIXED)
+    return parse_config(values)
+
+
+def sync_url(config: TrainConfig) -> None:
+    """Write non-default fields to the URL, remove default ones; keep reserved keys."""
+    defaults = TrainConfig()
+    for f in FIELDS:
+        if f.name in APP_FIXED:
+            continue
+        v = getattr(config, f.name)
+        if v == getattr(defaults, f.name):
+            if f.name in st.query_params:
+                del st.query_params[f.name]
+        else:
+            text = "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+            if st.query_params.get(f.name) != text:
+                st.query_params[f.name] = text

@@ -1,0 +1,83 @@
+"""Per-server and per-session resources.
+
+* ``run_store()``: the run store (global; the store itself is thread-safe: one
+  writer per run directory).
+* ``session_jobs()``: this browser session's trainings, one per page. When the
+  session ends, Streamlit calls ``on_release`` and the jobs are handed to the
+  global registry, which stops them after a grace period unless a reload of the
+  page claims them back (its URL carries ``run=<id>``).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.jobs import GLOBAL_REGISTRY, TrainingJob
+from core.runs import RunData, RunError, RunStore
+
+
+@st.cache_resource(show_spinner=False)
+def run_store() -> RunStore:
+    return RunStore()
+
+
+class SessionJobs:
+    """This session's jobs by page name."""
+
+    def __init__(self):
+        self.jobs: dict[str, TrainingJob] = {}
+
+    def get(self, page: str) -> TrainingJob | None:
+        return self.jobs.get(page)
+
+    def set(self, page: str, job: TrainingJob) -> None:
+        old = self.jobs.get(page)
+        if old is not None and old is not job and old.alive:
+            old.stop()
+        self.jobs[page] = job
+
+    def release(self) -> None:
+        for job in self.jobs.values():
+            GLOBAL_REGISTRY.release(job)
+
+
+@st.cache_resource(scope="session", on_release=SessionJobs.release, show_spinner=False)
+def session_jobs() -> SessionJobs:
+    return SessionJobs()
+
+
+def start_job(page: str, configs) -> TrainingJob:
+    """Start a training job for this session's ``page`` and remember it in the URL."""
+    job = TrainingJob(list(configs), store=run_store()).start()
+    GLOBAL_REGISTRY.register(job)
+    session_jobs().set(page, job)
+    ids = [r.run_id for r in job.runs if r.run_id]
+    if ids:
+        st.query_params["run"] = ",".join(ids)
+    return job
+
+
+def attached_runs(page: str) -> tuple[TrainingJob | None, list[RunData], str | None]:
+    """What the page should show: (live job or None, run data list, problem message).
+
+    Order: this session's job; else the run ids in the URL — a live job in the
+    registry (claimed back after a reload) or the saved runs from the store.
+    """
+    job = session_jobs().get(page)
+    url_ids = [i for i in st.query_params.get("run", "").split(",") if i]
+    if job is not None and (not url_ids or url_ids == [r.run_id for r in job.runs]):
+        return job, [r.data for r in job.runs], None
+    if not url_ids:
+        return None, [], None
+    live = GLOBAL_REGISTRY.get(url_ids[0])
+    if live is not None:
+        GLOBAL_REGISTRY.claim(live)
+        session_jobs().set(page, live)
+        return live, [r.data for r in live.runs], None
+    datas, problems = [], []
+    for run_id in url_ids:
+        try:
+            datas.append(run_store().load(run_id))
+        except RunError as e:
+            problems.append(str(e))
+    return None, datas, "; ".join(problems) or None
