@@ -115,6 +115,10 @@ def _at_step(df: pd.DataFrame, step: int | None, by: str | None) -> pd.DataFrame
     return pd.concat(parts, ignore_index=True) if parts else df.iloc[0:0]
 
 
+def _by_tip(by: str | None) -> list:
+    return [alt.Tooltip(f"{by}:N", title=by)] if by else []
+
+
 def _run_colour(by: str) -> alt.Color:
     return alt.Color(f"{by}:N", title=by, sort="ascending", scale=alt.Scale(range=PALETTE))
 
@@ -183,10 +187,10 @@ def loss_chart(metrics: pd.DataFrame, evals: pd.DataFrame, baseline: float | Non
         y=alt.Y("loss:Q", title=y_title, scale=y_scale),
         tooltip=[alt.Tooltip("series:N", title="curve"), alt.Tooltip("step:Q", title="step"),
                  alt.Tooltip("loss:Q", title="loss", format=".4g")]
-        + ([alt.Tooltip(f"{by}:N", title=by)] if by else []),
+        + _by_tip(by),
     )
     if by:
-        enc.update(color=_run_colour(by), strokeDash=series_dash, detail=alt.Detail(f"{by}:N"))
+        enc.update(color=_run_colour(by), strokeDash=series_dash)
     else:
         enc["color"] = alt.Color("series:N", title="curve", sort=list(SERIES),
                                  scale=alt.Scale(domain=list(SERIES), range=PALETTE[:2]))
@@ -211,7 +215,7 @@ def _probe_frame(probes, by):
 
 
 def _grad_tooltip(quantity: str, by: str | None) -> list:
-    return ([alt.Tooltip(f"{by}:N", title=by)] if by else []) + [
+    return _by_tip(by) + [
         alt.Tooltip("step:Q", title="training step"), alt.Tooltip("t:Q", title="time step t"),
         alt.Tooltip("quantity:N", title="quantity"),
         alt.Tooltip("grad_norm:Q", title=GRAD_TITLE.format(q=quantity), format=".3e")]
@@ -264,7 +268,7 @@ def activation_heatmap(gates: pd.DataFrame, step: int | None = None, by: str | N
         y=alt.Y("gate:N", title="gate", sort=list(GATES)),
         color=alt.Color("mean:Q", title="mean activation",
                         scale=alt.Scale(domain=[0, 1], clamp=True, scheme="cividis")),
-        tooltip=([alt.Tooltip(f"{by}:N", title=by)] if by else []) + [
+        tooltip=_by_tip(by) + [
             alt.Tooltip("step:Q", title="training step"), alt.Tooltip("t:Q", title="time step t"),
             alt.Tooltip("gate:N", title="gate"), alt.Tooltip("mean:Q", title="mean", format=".3f")],
     ).properties(height=alt.Step(24))
@@ -280,15 +284,17 @@ def reach_chart(summaries: pd.DataFrame, by: str | None = None) -> alt.HConcatCh
     d = _frame(summaries, ["step", "gradient_reach", "vanishing_ratio"], [], by)
     d["vanishing_ratio"] = clamp_log(d["vanishing_ratio"])
     panels = []
-    for col, title, scale in (
-        ("gradient_reach", "gradient reach (time steps)", alt.Scale(type="linear")),
-        ("vanishing_ratio", "vanishing ratio ‖∂ℓ/∂h_0‖ / ‖∂ℓ/∂h_T‖ (log)", alt.Scale(type="log")),
+    for col, title, scale, fmt in (
+        ("gradient_reach", "gradient reach (time steps)", alt.Scale(type="linear"), "d"),
+        ("vanishing_ratio", "vanishing ratio ‖∂ℓ/∂h_0‖ / ‖∂ℓ/∂h_T‖ (log)", alt.Scale(type="log"),
+         ".0e"),
     ):
         p = downsample_steps(_finite(d, ["step", col]), MAX_LINE_POINTS, key=by)
         p = p[["step", col] + ([by] if by else [])]
         enc = dict(
-            x=alt.X("step:Q", title="training step"), y=alt.Y(f"{col}:Q", title=title, scale=scale),
-            tooltip=([alt.Tooltip(f"{by}:N", title=by)] if by else [])
+            x=alt.X("step:Q", title="training step"),
+            y=alt.Y(f"{col}:Q", title=title, scale=scale, axis=alt.Axis(format=fmt)),
+            tooltip=_by_tip(by)
             + [alt.Tooltip("step:Q", title="step"), alt.Tooltip(f"{col}:Q", title=title, format=".3g")],
         )
         if by:

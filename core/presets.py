@@ -32,3 +32,16 @@ def preset_config(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
     return TrainConfig(**PRESETS[name])
+
+
+# Models for the Compare page: a label → the TrainConfig overrides that make it.
+COMPARE_MODELS: dict[str, dict] = {
+    "rnn_tanh": dict(arch="rnn_tanh"),
+    "rnn_relu (IRNN)": dict(arch="rnn_relu", init="identity"),
+    "lstm": dict(arch="lstm"),
+    "lstm (forget bias 1)": dict(arch="lstm", forget_bias=1.0),
+    "lstm (no forget gate)": dict(arch="lstm", no_forget_gate=True),
+    "lstm (CIFG)": dict(arch="lstm", coupled_gates=True),
+    "gru": dict(arch="gru"),
+}
+DEFAULT_COMPARE = ("rnn_tanh", "lstm", "gru")

@@ -1,5 +1,105 @@
-"""compare page (placeholder)."""
+"""Compare: two to four models trained together on identical batches."""
+
+import pandas as pd
 import streamlit as st
 
-st.title("Compare")
-st.info("Coming soon.")
+from core import charts
+from core.narrate import sci
+from core.presets import COMPARE_MODELS, DEFAULT_COMPARE
+from core.runs import RunData
+from ui.config_form import config_sidebar
+from ui.live import live_view
+from ui.state import attached_runs, start_job
+
+st.title("Compare architectures side by side")
+st.caption(
+    "One task, one seed, one data stream: every model sees exactly the same batches, in "
+    "lockstep, so differences in the curves come from the architecture alone."
+)
+
+job, datas, problem = attached_runs("compare")
+running = job is not None and job.alive
+config = config_sidebar("compare", show_arch=False)
+
+if "models" in st.query_params and "compare_models" not in st.session_state:
+    wanted = [m for m in st.query_params["models"].split(",") if m in COMPARE_MODELS]
+    st.session_state["compare_models"] = wanted or list(DEFAULT_COMPARE)
+models = st.multiselect("Models", list(COMPARE_MODELS), default=list(DEFAULT_COMPARE),
+                        key="compare_models", max_selections=4,
+                        help="Pick two to four architectures or variants")
+st.query_params["models"] = ",".join(models)
+
+c1, c2, _ = st.columns([1.4, 1, 5])
+start = c1.button("Train together", type="primary", disabled=running or len(models) < 2)
+if len(models) < 2:
+    st.info("Pick at least two models to compare.")
+if start:
+    configs = [config.replace(**COMPARE_MODELS[m]) for m in models]
+    job = start_job("compare", configs)
+    datas, running, problem = [r.data for r in job.runs], True, None
+if c2.button("Stop", disabled=not running):
+    job.stop()
+    job.join(timeout=5)
+    running = job.alive
+if problem:
+    st.error(problem)
+
+
+def _label(d: RunData) -> str:
+    return d.config.label()
+
+
+def _stack(ds: list[RunData], table: str) -> pd.DataFrame:
+    frames = [d.table(table).assign(run=_label(d)) for d in ds]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def summary_table(ds: list[RunData]) -> pd.DataFrame:
+    rows = []
+    for d in ds:
+        s = d.status_copy()
+        rows.append({
+            "model": _label(d), "status": s.get("status"), "step": s.get("step"),
+            "vanishing ratio": sci(s.get("vanishing_ratio")),
+            "gradient reach": s.get("gradient_reach"),
+            f"held-out {s.get('metric_name', 'metric')}": s.get("eval_metric"),
+            "held-out loss": s.get("eval_loss"),
+            "solved": bool(s.get("solved")),
+            "steps to solve": s.get("steps_to_solve"),
+        })
+    return pd.DataFrame(rows)
+
+
+def draw(ds: list[RunData]) -> None:
+    statuses = {d.status_copy().get("status") for d in ds}
+    step = min(d.status_copy().get("step", 0) for d in ds)
+    steps = ds[0].config.steps
+    st.markdown(f"**Status: {', '.join(sorted(statuses))}**")
+    st.progress(min(1.0, step / max(1, steps)))
+    st.caption(f"Step {step} / {steps}")
+    st.dataframe(summary_table(ds), hide_index=True)
+    baseline = ds[0].status_copy().get("baseline_loss")
+    log = st.toggle("Log-scale loss", key="compare_log")
+    st.altair_chart(charts.loss_chart(_stack(ds, "metrics"), _stack(ds, "evals"), baseline,
+                                      log_scale=log, by="run"), key="compare_loss")
+    probes = _stack(ds, "probes")
+    if probes.empty:
+        st.info("The gradient heatmaps appear after the first probe.")
+        return
+    st.subheader("A · Gradient reaching each time step, over training")
+    st.caption("One colour scale for all models: darker means less gradient.")
+    st.altair_chart(charts.grad_time_heatmap(probes, "h", by="run"), key="compare_heatA")
+    st.subheader("B · Gradient by time step and gate, at the latest probe")
+    st.altair_chart(charts.gate_heatmap(probes, by="run"), key="compare_heatB")
+    gates = _stack(ds, "gates")
+    if not gates.empty:
+        st.subheader("C · Mean gate activation")
+        st.altair_chart(charts.activation_heatmap(gates, by="run"), key="compare_heatC")
+    st.subheader("Gradient reach over training")
+    st.altair_chart(charts.reach_chart(_stack(ds, "summaries"), by="run"), key="compare_reach")
+
+
+if datas:
+    live_view(job if running else None, datas, "compare", draw)
+else:
+    st.info("Pick models and press **Train together**.")
