@@ -309,6 +309,8 @@ def open_page(page, server, path: str, params: dict | None = None, *,
     Records ``server.first_interactive_s`` the first time a page becomes interactive.
     """
     t0 = time.monotonic()
+    if path == "train" and os.environ.get("TMP_E2E_TRAIN_PATH") is not None:  # TEMP exploration
+        path = os.environ["TMP_E2E_TRAIN_PATH"]
     page.goto(url_for(server, path, params), wait_until="domcontentloaded",
               timeout=timeout * 1000)
     page.wait_for_selector(f'{APP}[data-test-connection-state="CONNECTED"]',
