@@ -127,14 +127,19 @@ def vanishing_ratio(profile: pd.DataFrame) -> float:
 
 
 def gradient_reach(profile: pd.DataFrame, threshold: float = REACH_THRESHOLD) -> int:
-    """How many steps back from the end the h-gradient stays ≥ threshold × its maximum.
+    """How many steps back from the end the h-gradient stays ≥ threshold × the largest
+    h-gradient at that step or later.
 
+    Counting back from the last step: a vanishing gradient stops counting once it has
+    shrunk below ``threshold`` of the largest gradient seen so far; an exploding one
+    (growing backwards) never does, so its reach is all T steps, as it should be.
     Returns T when the gradient stays above the threshold all the way to step 0.
     """
     g = h_gradients(profile)
     if len(g) == 0 or not np.all(np.isfinite(g)) or g.max() <= 0:
         return 0
-    below = np.nonzero(g < threshold * g.max())[0]
+    running_max = np.maximum.accumulate(g[::-1])[::-1]  # max of g[t:], for every t
+    below = np.nonzero(g < threshold * running_max)[0]
     return int(len(g) - (below.max() + 1)) if len(below) else int(len(g))
 
 

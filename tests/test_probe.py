@@ -548,3 +548,15 @@ def test_probe_param_grads_equal_fused_forward_gradients_of_the_mean_loss(arch):
     for (name, _), ours, r in zip(model.named_parameters(), result.param_grads, ref):
         assert ours is not None, name
         _assert_vec_rel(ours, r, f"{arch} param {name}", rel=1e-6)
+
+
+def test_an_exploding_gradient_reaches_every_step():
+    """Growing backwards (ratio ≫ 1) must count as reaching, not as reach 0."""
+    import pandas as pd
+
+    from core.probe import gradient_reach, vanishing_ratio
+
+    prof = pd.DataFrame({"t": range(30), "quantity": "h",
+                         "grad_norm": [2.0 ** (29 - t) for t in range(30)]})
+    assert gradient_reach(prof) == 30
+    assert vanishing_ratio(prof) == 2.0 ** 29

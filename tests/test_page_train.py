@@ -1,0 +1,84 @@
+"""AppTest of the Train page: defaults render, a tiny training runs through the page's code."""
+
+import time
+
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT, page_path
+
+TINY = {"steps": "40", "seq_len": "10", "hidden_size": "8", "batch_size": "16",
+        "probe_every": "5", "eval_every": "10", "eval_size": "32"}
+
+
+def _wait_finished(at: AppTest, timeout=60.0) -> AppTest:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        if any("Status: finished" in m.value for m in at.markdown):
+            return at
+        time.sleep(0.3)
+    raise AssertionError("training did not finish: " + str([m.value for m in at.markdown]))
+
+
+def test_train_page_renders_with_defaults(runs_dir):
+    at = AppTest.from_file(page_path("train"), default_timeout=60).run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Train", "Stop"]
+    assert any("No run yet" in i.value for i in at.info)
+
+
+def test_app_entrypoint_navigates_to_train(runs_dir):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert at.title[0].value.startswith("Train")
+
+
+def test_a_tiny_training_shows_its_charts_and_is_saved(runs_dir):
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update(TINY)
+    at.run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    _wait_finished(at)
+    assert not at.exception
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 5  # loss, heatmap A (h and c), B, C, reach
+    text = " ".join(m.value for m in at.markdown)
+    assert "Gradient reach:" in text
+    assert (runs_dir / run_id / "metrics.parquet").is_file()
+
+
+def test_bad_url_values_show_a_warning_naming_the_fields(runs_dir):
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update({"seq_len": "99999", "hidden_size": "abc"})
+    at.run()
+    assert not at.exception
+    warning = " ".join(w.value for w in at.warning)
+    assert "seq_len" in warning and "hidden_size" in warning and "from 2 to 1000" in warning
+    assert at.number_input(key="train_seq_len").value == 100
+
+
+def test_a_preset_fills_the_form(runs_dir):
+    at = AppTest.from_file(page_path("train"), default_timeout=60).run()
+    at.selectbox(key="train_preset").select("Exploding gradients (RNN, spectral radius 1.5, no clipping)").run()
+    assert at.selectbox(key="train_arch").value == "rnn_relu"
+    assert at.number_input(key="train_spectral_radius").value == 1.5
+    assert at.query_params["arch"] in ("rnn_relu", ["rnn_relu"])
+
+
+def test_reload_with_the_run_in_the_url_shows_the_saved_run(runs_dir):
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update(TINY)
+    at.run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    _wait_finished(at)
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    fresh = AppTest.from_file(page_path("train"), default_timeout=60)
+    fresh.query_params.update({**TINY, "run": run_id})
+    fresh.run()
+    assert not fresh.exception
+    assert any("Status: finished" in m.value for m in fresh.markdown)
+    assert len(fresh.get("vega_lite_chart")) >= 5
