@@ -9,7 +9,6 @@ PORT ?= 8501
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
 
 # A stamp per requirements file, so re-running `make` installs only what changed.
 $(VENV)/.stamp-run: requirements.txt | $(BIN)/python

@@ -123,6 +123,12 @@ def prepare_worker() -> None:
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
     reset_malloc_thresholds()
+    # The first optimiser a process builds imports torch._dynamo (seconds): do it
+    # here, so a run's wall time measures training, not the worker's warm-up.
+    try:
+        import torch._dynamo  # noqa: F401
+    except ImportError:  # pragma: no cover
+        pass
 
 
 class Backend(cf.Executor):

@@ -391,9 +391,12 @@ def run_cell(cell: dict) -> dict:
         config_dict = dict(cell)
         cell = {"cell_id": None, "config": config_dict,
                 "coords": {k: config_dict.get(k) for k in COORD_COLUMNS}}
-    t0 = time.perf_counter()
     try:
         prepare_worker()
+    except Exception:  # noqa: BLE001 - a failed warm-up shows up in the run itself
+        pass
+    t0 = time.perf_counter()
+    try:
         config = TrainConfig.from_dict(cell["config"])
         trainer = Trainer(config)
         last: EvalRecord | None = None

@@ -1,5 +1,231 @@
-"""runs page (placeholder)."""
+"""Runs: every saved run — open one, compare several, download, delete, upload."""
+
+import json
+
+import pandas as pd
 import streamlit as st
 
+from core import charts
+from core.archive import MAX_UPLOAD_BYTES, ArchiveError, chart_files, export_run, import_run
+from core.jobs import GLOBAL_REGISTRY
+from core.runs import RunError
+from ui.live import live_view, run_charts, status_header
+from ui.state import run_store
+
+LIST_COLUMNS = ["task", "arch", "seq_len", "status", "step", "steps", "eval_loss", "solved",
+                "created", "run_id"]
+OPEN_KEY = "runs_open"
+
+store = run_store()
+
+
+def live_job(run_id):
+    """The job training ``run_id`` in this server, if it is still alive."""
+    job = GLOBAL_REGISTRY.get(run_id) if run_id else None
+    return job if job is not None and job.alive else None
+
+
+def short_label(run_id, config) -> str:
+    return f"{run_id.rsplit('-', 1)[-1][-6:]} · {config.label()}"
+
+
+def delete_run(run_id):
+    """Delete button callback (runs before the page, so it may reset the selection)."""
+    if not st.session_state.get(f"runs_confirm_{run_id}"):
+        st.session_state["runs_flash"] = ("warning", "Tick “Yes, delete this run” first.")
+        return
+    if live_job(run_id) is not None:
+        st.session_state["runs_flash"] = ("error", f"Run {run_id} is still training: stop it first.")
+        return
+    try:
+        store.delete(run_id)
+    except (RunError, OSError) as e:
+        st.session_state["runs_flash"] = ("error", f"Could not delete the run: {e}")
+        return
+    st.session_state[OPEN_KEY] = None
+    st.session_state.pop(f"runs_confirm_{run_id}", None)
+    if "run" in st.query_params:
+        del st.query_params["run"]
+    st.session_state["runs_flash"] = ("success", f"Deleted run {run_id}.")
+
+
 st.title("Runs")
-st.info("Coming soon.")
+st.caption("Every saved run of this server: open one to see its charts, compare a few, "
+           "download or delete them, or upload a run someone else trained.")
+
+flash = st.session_state.pop("runs_flash", None)
+if flash:
+    getattr(st, flash[0])(flash[1])
+
+# ---------------------------------------------------------------- upload
+with st.expander("Upload a run", expanded=False):
+    uploaded = st.file_uploader("Upload a run (.zip)", type=["zip"], key="runs_upload",
+                                help="A .zip made with “Download run (.zip)”. Checked before "
+                                     "anything is saved; pickle files are never loaded.")
+    if uploaded is not None:
+        results = st.session_state.setdefault("runs_imports", {})
+        fid = getattr(uploaded, "file_id", None) or f"{uploaded.name}:{uploaded.size}"
+        if fid not in results:   # the uploader keeps its file across reruns: import once
+            try:
+                if uploaded.size > MAX_UPLOAD_BYTES:
+                    raise ArchiveError(f"the file is {uploaded.size / 2**20:.1f} MiB, more than "
+                                       f"the {MAX_UPLOAD_BYTES / 2**20:.0f} MiB allowed")
+                results[fid] = ("ok", import_run(store, uploaded.getvalue(), uploaded.name))
+            except ArchiveError as e:
+                results[fid] = ("error", str(e))
+        kind, text = results[fid]
+        if kind == "ok":
+            st.success(f"Imported {uploaded.name} as run {text}.")
+        else:
+            st.error(f"Could not import {uploaded.name}: {text}")
+
+# ---------------------------------------------------------------- the list
+try:
+    listing = store.list()
+except OSError as e:
+    st.error(f"Cannot read the run store {store.root}: {e}")
+    listing = pd.DataFrame(columns=LIST_COLUMNS)
+ids = list(listing["run_id"])   # newest first (ids start with their creation time)
+
+if listing.empty:
+    st.info("No saved runs yet: train one on the **Train** page, or upload a run (.zip) above.")
+else:
+    st.dataframe(
+        listing[LIST_COLUMNS], hide_index=True, width="stretch",
+        column_config={
+            "eval_loss": st.column_config.NumberColumn("eval_loss", format="%.4g"),
+            "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+        },
+    )
+
+# ---------------------------------------------------------------- open one run
+url_ids = [i for i in st.query_params.get("run", "").split(",") if i in ids]
+if url_ids and st.session_state.get(OPEN_KEY) != url_ids[0]:
+    st.session_state[OPEN_KEY] = url_ids[0]
+if st.session_state.get(OPEN_KEY) not in ids:
+    st.session_state[OPEN_KEY] = None
+run_id = st.selectbox("Open run", ids, key=OPEN_KEY, placeholder="Choose a run",
+                      disabled=not ids)
+if run_id:
+    if st.query_params.get("run") != run_id:
+        st.query_params["run"] = run_id
+elif "run" in st.query_params and not url_ids:
+    del st.query_params["run"]
+
+if run_id:
+    job = live_job(run_id)
+    data = None
+    if job is not None:
+        data = next((r.data for r in job.runs if r.run_id == run_id), None)
+    if data is None:
+        try:
+            data = store.load(run_id)
+        except RunError as e:
+            st.error(str(e))
+    if data is not None:
+        status = data.status_copy()
+        st.caption(f"Run `{run_id}` · {data.config.label()} on {data.config.task}, "
+                   f"T = {data.config.seq_len}")
+        if status.get("incomplete") or status.get("problems"):
+            problems = status.get("problems") or ["some records are missing"]
+            st.warning("This run is incomplete or damaged; showing what could be read:\n\n"
+                       + "\n".join(f"- {p}" for p in problems))
+
+        def draw(ds):
+            status_header(ds[0], job)
+            run_charts(ds[0], key="runs")
+
+        live_view(job, [data], "runs", draw)
+
+        st.subheader("Download")
+        model_path = store.model_path(run_id)
+        c1, c2, c3, c4 = st.columns(4)
+        c1.download_button(
+            "Download run (.zip)", data=lambda rid=run_id: export_run(store, rid),
+            file_name=f"{run_id}.zip", mime="application/zip", key="runs_dl_zip",
+            on_click="ignore")
+        c2.download_button(
+            "Metrics CSV", data=lambda d=data: d.table("metrics").to_csv(index=False),
+            file_name=f"{run_id}-metrics.csv", mime="text/csv", key="runs_dl_csv",
+            on_click="ignore")
+        c3.download_button(
+            "Config JSON", data=json.dumps(data.config.to_dict(), indent=1),
+            file_name=f"{run_id}-config.json", mime="application/json", key="runs_dl_cfg",
+            on_click="ignore")
+        if model_path.is_file():
+            c4.download_button(
+                "Weights (.safetensors)", data=lambda p=model_path: p.read_bytes(),
+                file_name=f"{run_id}.safetensors", mime="application/octet-stream",
+                key="runs_dl_weights", on_click="ignore")
+
+        images_key = f"runs_images_{run_id}"
+        if images_key not in st.session_state:
+            if st.button("Prepare chart images", key="runs_prepare",
+                         help="Renders the loss chart and heatmap A as PNG and SVG (a few seconds)"):
+                with st.spinner("Rendering the charts…"):
+                    try:
+                        st.session_state[images_key] = chart_files(data)
+                    except Exception as e:  # noqa: BLE001 - rendering is optional
+                        st.error(f"Could not render the chart images: {e}")
+        images = st.session_state.get(images_key)
+        if images:
+            i1, i2, i3, i4 = st.columns(4)
+            for col, (label, name, mime) in zip((i1, i2, i3, i4), (
+                ("Loss chart PNG", "loss.png", "image/png"),
+                ("Loss chart SVG", "loss.svg", "image/svg+xml"),
+                ("Heatmap PNG", "heatmap_a.png", "image/png"),
+                ("Heatmap SVG", "heatmap_a.svg", "image/svg+xml"),
+            )):
+                col.download_button(label, data=images[name], file_name=f"{run_id}-{name}",
+                                    mime=mime, key=f"runs_dl_{name}", on_click="ignore")
+
+        st.subheader("Delete")
+        training = job is not None
+        if training:
+            st.info("This run is still training here: stop it on its page before deleting it.")
+        confirmed = st.checkbox("Yes, delete this run", key=f"runs_confirm_{run_id}",
+                                disabled=training)
+        st.button("Delete run", key="runs_delete", type="primary",
+                  disabled=training or not confirmed, on_click=delete_run, args=(run_id,))
+
+# ---------------------------------------------------------------- compare
+st.divider()
+st.subheader("Compare runs")
+picked = st.multiselect("Compare runs", ids, max_selections=4, key="runs_compare",
+                        placeholder="Choose 2 to 4 runs", disabled=len(ids) < 2,
+                        help="Overlaid loss curves and side-by-side gradient heatmaps")
+if len(picked) == 1:
+    st.info("Choose at least one more run to compare.")
+elif len(picked) >= 2:
+    loaded, labels = [], []
+    for rid in picked:
+        try:
+            d = store.load(rid)
+        except RunError as e:
+            st.error(str(e))
+            continue
+        label = short_label(rid, d.config)
+        while label in labels:
+            label += "′"
+        loaded.append(d)
+        labels.append(label)
+    if len(loaded) >= 2:
+        def tagged(name):
+            return pd.concat([d.table(name).assign(run=lab) for d, lab in zip(loaded, labels)],
+                             ignore_index=True)
+
+        baselines = {d.status_copy().get("baseline_loss") for d in loaded}
+        baseline = baselines.pop() if len(baselines) == 1 else None
+        if baseline is None:
+            st.caption("The runs are on different tasks or lengths: no common baseline is drawn.")
+        st.altair_chart(charts.loss_chart(tagged("metrics"), tagged("evals"), baseline, by="run"),
+                        key="runs_cmp_loss")
+        probes = tagged("probes")
+        if probes.empty:
+            st.info("None of these runs has gradient probes to compare.")
+        else:
+            st.markdown("**A · Gradient reaching each time step, over training** (‖∂ℓ/∂h_t‖)")
+            st.altair_chart(charts.grad_time_heatmap(probes, "h", by="run"), key="runs_cmp_heatA")
+            st.markdown("**B · Gradient by time step and gate** (latest probe of each run)")
+            st.altair_chart(charts.gate_heatmap(probes, by="run"), key="runs_cmp_heatB")
+            st.altair_chart(charts.reach_chart(tagged("summaries"), by="run"), key="runs_cmp_reach")
