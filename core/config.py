@@ -254,3 +254,41 @@ def parse_config(d: dict, base: TrainConfig | None = None) -> tuple[TrainConfig,
                 errors[k] = f"{msg}; using {FIELD_BY_NAME[k].default!r}"
                 values[k] = FIELD_BY_NAME[k].default
     return base, errors
+
+
+# Per-session limits of a shared deployment (tighter than FIELDS' ranges, which are
+# what the library accepts). Each can be set by an environment variable.
+LIMIT_ENV = {
+    "seq_len": ("RNNLAB_MAX_SEQ_LEN", 500),
+    "hidden_size": ("RNNLAB_MAX_HIDDEN", 256),
+    "batch_size": ("RNNLAB_MAX_BATCH", 256),
+    "steps": ("RNNLAB_MAX_STEPS", 20_000),
+    "eval_size": ("RNNLAB_MAX_EVAL_SIZE", 2_000),
+}
+
+
+def app_limits() -> dict[str, int]:
+    """{field: maximum} for a shared server, from the environment or the defaults above."""
+    import os
+
+    out = {}
+    for name, (env, default) in LIMIT_ENV.items():
+        try:
+            out[name] = max(1, int(os.environ.get(env, default)))
+        except ValueError:
+            out[name] = default
+    return out
+
+
+def enforce_limits(config: TrainConfig, limits: dict[str, int] | None = None
+                   ) -> tuple[TrainConfig, dict[str, str]]:
+    """Values above a limit fall back to min(default, limit), with a message naming the field."""
+    limits = app_limits() if limits is None else limits
+    changes, errors = {}, {}
+    for name, high in limits.items():
+        if getattr(config, name) > high:
+            fallback = min(FIELD_BY_NAME[name].default, high)
+            errors[name] = (f"is limited to {high} on this server (got {getattr(config, name)}); "
+                            f"using {fallback}")
+            changes[name] = fallback
+    return (config.replace(**changes) if changes else config), errors

@@ -283,4 +283,12 @@ class JobRegistry:
             return list({id(j): j for j in self._jobs.values()}.values())
 
 
-GLOBAL_REGISTRY = JobRegistry()
+def default_grace() -> float:
+    """Seconds a released job keeps training: $RNNLAB_RELEASE_GRACE_S, else 30."""
+    try:
+        return max(0.0, float(os.environ.get("RNNLAB_RELEASE_GRACE_S", "30")))
+    except ValueError:
+        return 30.0
+
+
+GLOBAL_REGISTRY = JobRegistry(default_grace())

@@ -468,7 +468,7 @@ def results_frame(rows: Iterable[dict], param_names: Sequence[str] = ()) -> pd.D
     df["solved"] = df["solved"].fillna(False).astype(bool)
     for c in ("task", "arch", "metric_name", "status", "message", "label", "worker",
               "cell_id", "config"):
-        df[c] = df[c].astype(object)
+        df[c] = df[c].astype("str")  # pandas' string dtype, as Parquet reads it back
     return df.reset_index(drop=True)
 
 
@@ -537,8 +537,8 @@ def load_sweep(root: str | os.PathLike | None, sweep_id: str) -> SweepData:
         raise SweepError(f"no sweep {sweep_id!r} in {sweeps_root(root)}")
     spec = SweepSpec.from_dict(_read_json(path / "spec.json"))
     results = _read_results(path / RESULTS_FILE)
-    if results is None:
-        results = results_frame([], spec.param_names)
+    results = results_frame([] if results is None else results.to_dict("records"),
+                            spec.param_names)
     try:
         status = _read_json(path / "status.json")
     except SweepError:

@@ -9,7 +9,7 @@ from core.presets import COMPARE_MODELS, DEFAULT_COMPARE
 from core.runs import RunData
 from ui.config_form import config_sidebar
 from ui.live import live_view
-from ui.state import attached_runs, start_job
+from ui.state import LimitReached, attached_runs, start_job
 
 st.title("Compare architectures side by side")
 st.caption(
@@ -35,8 +35,11 @@ if len(models) < 2:
     st.info("Pick at least two models to compare.")
 if start:
     configs = [config.replace(**COMPARE_MODELS[m]) for m in models]
-    job = start_job("compare", configs)
-    datas, running, problem = [r.data for r in job.runs], True, None
+    try:
+        job = start_job("compare", configs)
+        datas, running, problem = [r.data for r in job.runs], True, None
+    except LimitReached as e:
+        st.error(str(e))
 if c2.button("Stop", disabled=not running):
     job.stop()
     job.join(timeout=5)

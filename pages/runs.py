@@ -34,7 +34,8 @@ def delete_run(run_id):
     if not st.session_state.get(f"runs_confirm_{run_id}"):
         st.session_state["runs_flash"] = ("warning", "Tick “Yes, delete this run” first.")
         return
-    if live_job(run_id) is not None:
+    if live_job(run_id) is not None or store.read_status(run_id).get("status") in ("running",
+                                                                                   "queued"):
         st.session_state["runs_flash"] = ("error", f"Run {run_id} is still training: stop it first.")
         return
     try:
@@ -180,9 +181,9 @@ if run_id:
                                     mime=mime, key=f"runs_dl_{name}", on_click="ignore")
 
         st.subheader("Delete")
-        training = job is not None
+        training = job is not None or status.get("status") in ("running", "queued")
         if training:
-            st.info("This run is still training here: stop it on its page before deleting it.")
+            st.info("This run is still training: stop it on its page before deleting it.")
         confirmed = st.checkbox("Yes, delete this run", key=f"runs_confirm_{run_id}",
                                 disabled=training)
         st.button("Delete run", key="runs_delete", type="primary",

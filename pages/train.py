@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui.config_form import config_sidebar
 from ui.live import live_view, run_charts, status_header
-from ui.state import attached_runs, start_job
+from ui.state import LimitReached, attached_runs, start_job
 
 st.title("Train a recurrent network and watch its gradient")
 st.caption(
@@ -21,8 +21,11 @@ st.markdown(f"**{task.name}**, T = {config.seq_len}: {task.description} "
 
 c1, c2, _ = st.columns([1, 1, 6])
 if c1.button("Train", type="primary", disabled=running):
-    job = start_job("train", [config])
-    datas, running, problem = [r.data for r in job.runs], True, None
+    try:
+        job = start_job("train", [config])
+        datas, running, problem = [r.data for r in job.runs], True, None
+    except LimitReached as e:
+        st.error(str(e))
 if c2.button("Stop", disabled=not running):
     job.stop()
     job.join(timeout=5)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.config import FIELD_BY_NAME, FIELDS, TrainConfig, parse_config
+from core.config import FIELD_BY_NAME, FIELDS, TrainConfig, app_limits, enforce_limits, parse_config
 from core.presets import PRESETS, preset_config
 
 # URL keys that are not config fields (left alone here).
@@ -67,6 +67,8 @@ def init_from_url(prefix: str) -> dict[str, str]:
     if st.query_params.get("preset") in PRESETS:
         base = preset_config(st.query_params["preset"])
     config, errors = parse_config(params, base=base)
+    config, limited = enforce_limits(config)
+    errors.update(limited)
     _load_into_state(prefix, config)
     st.session_state[flag] = True
     st.session_state[_key(prefix, "url_errors")] = errors
@@ -75,8 +77,9 @@ def init_from_url(prefix: str) -> dict[str, str]:
 
 def _number(prefix: str, name: str, **kw):
     f = FIELD_BY_NAME[name]
+    high = min(f.high, app_limits().get(name, f.high))
     if f.kind is int:
-        return st.number_input(LABELS[name], int(f.low), int(f.high), step=1,
+        return st.number_input(LABELS[name], int(f.low), int(high), step=1,
                                key=_key(prefix, name), help=f.help, **kw)
     return st.number_input(LABELS[name], float(f.low), float(f.high), key=_key(prefix, name),
                            help=f.help, format="%g", **kw)
@@ -163,7 +166,9 @@ def collect(prefix: str, include_arch: bool = True) -> tuple[TrainConfig, dict[s
         else:
             values[f.name] = s[_key(prefix, f.name)]
     values.update(APP_FIXED)
-    return parse_config(values)
+    config, errors = parse_config(values)
+    config, limited = enforce_limits(config)
+    return config, {**errors, **limited}
 
 
 def sync_url(config: TrainConfig) -> None:

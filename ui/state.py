@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from core.jobs import GLOBAL_REGISTRY, TrainingJob
@@ -26,6 +28,7 @@ class SessionJobs:
 
     def __init__(self):
         self.jobs: dict[str, TrainingJob] = {}
+        self.started = 0  # runs started by this session (a per-session cap)
 
     def get(self, page: str) -> TrainingJob | None:
         return self.jobs.get(page)
@@ -46,9 +49,35 @@ def session_jobs() -> SessionJobs:
     return SessionJobs()
 
 
+class LimitReached(Exception):
+    """A per-session or per-server cap refuses a new training; the message says which."""
+
+
+def _int_env(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
 def start_job(page: str, configs) -> TrainingJob:
-    """Start a training job for this session's ``page`` and remember it in the URL."""
+    """Start a training job for this session's ``page`` and remember it in the URL.
+
+    Raises LimitReached when this session has started too many runs
+    ($RNNLAB_MAX_RUNS_PER_SESSION, default 50) or the store is full
+    ($RNNLAB_MAX_STORED_RUNS, default 500), so one visitor cannot fill the disk.
+    """
+    jobs = session_jobs()
+    per_session = _int_env("RNNLAB_MAX_RUNS_PER_SESSION", 50)
+    if jobs.started + len(configs) > per_session:
+        raise LimitReached(f"This session has started {jobs.started} runs, the limit on this "
+                           f"server is {per_session}. Reload the page to start a new session.")
+    stored = _int_env("RNNLAB_MAX_STORED_RUNS", 500)
+    if len(run_store().ids()) + len(configs) > stored:
+        raise LimitReached(f"The run store is full ({stored} runs): delete runs on the Runs "
+                           "page first.")
     job = TrainingJob(list(configs), store=run_store()).start()
+    jobs.started += len(configs)
     GLOBAL_REGISTRY.register(job)
     session_jobs().set(page, job)
     ids = [r.run_id for r in job.runs if r.run_id]

@@ -159,7 +159,10 @@ class AppServer:
             text = self.stderr_path.read_text(errors="replace")
         except OSError:
             return "(no stderr log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(stderr empty)"
+        # Skip the per-request access log lines; keep warnings, errors and tracebacks.
+        keep = [ln for ln in text.splitlines()
+                if not re.search(r'"(GET|POST|HEAD) /|"WebSocket /|connection (open|closed)', ln)]
+        return "\n".join(keep[-lines:]) or "(stderr empty)"
 
     def stop(self) -> int | None:
         if self.proc is None:

@@ -1,0 +1,229 @@
+"""pages/runs.py driven headless with streamlit.testing.v1.AppTest."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.archive import export_run
+from core.config import TrainConfig
+from core.jobs import TrainingJob
+from core.runs import RUNS_DIR_ENV, RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = str(ROOT / "pages" / "runs.py")
+TIMEOUT = 60
+TINY = TrainConfig(task="adding", seq_len=8, hidden_size=4, steps=20, batch_size=8,
+                   eval_size=32, eval_every=5, probe_every=5)
+
+
+@pytest.fixture(scope="module")
+def trained_root(tmp_path_factory) -> Path:
+    """A store with one tiny finished run, trained once through core and copied per test."""
+    root = tmp_path_factory.mktemp("trained")
+    job = TrainingJob([TINY], store=RunStore(root), slots=None).start()
+    assert job.join(timeout=120)
+    return root
+
+
+def _use_store(monkeypatch, root: Path) -> RunStore:
+    from ui.state import run_store
+
+    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
+    run_store.clear()          # cached per server: each test gets its own store
+    return RunStore(root)
+
+
+@pytest.fixture
+def empty(monkeypatch, tmp_path) -> RunStore:
+    store = _use_store(monkeypatch, tmp_path / "runs")
+    yield store
+    from ui.state import run_store
+    run_store.clear()
+
+
+@pytest.fixture
+def one_run(monkeypatch, tmp_path, trained_root) -> tuple[RunStore, str]:
+    root = tmp_path / "runs"
+    shutil.copytree(trained_root, root)
+    store = _use_store(monkeypatch, root)
+    yield store, store.ids()[0]
+    from ui.state import run_store
+    run_store.clear()
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def charts(at) -> list:
+    return at.get("vega_lite_chart")
+
+
+def test_renders_with_no_runs(empty):
+    at = app().run()
+    assert not at.exception
+    assert at.title[0].value == "Runs"
+    assert "No saved runs yet" in texts(at.info)
+    assert not at.dataframe
+    assert at.selectbox(key="runs_open").value is None
+
+
+def test_lists_the_run(one_run):
+    store, run_id = one_run
+    at = app().run()
+    assert not at.exception
+    df = at.dataframe[0].value
+    assert list(df.columns) == ["task", "arch", "seq_len", "status", "step", "steps",
+                                "eval_loss", "solved", "created", "run_id"]
+    assert list(df["run_id"]) == [run_id]
+    assert df["status"].iloc[0] == "finished"
+    box = at.selectbox(key="runs_open")
+    assert box.label == "Open run" and box.options == [run_id] and box.value is None
+    assert not charts(at)
+
+
+def test_open_run_shows_charts_and_status(one_run):
+    store, run_id = one_run
+    at = app().run()
+    at.selectbox(key="runs_open").select(run_id).run()
+    assert not at.exception
+    assert len(charts(at)) >= 3
+    assert "Status: finished" in texts(at.markdown)
+    assert at.query_params["run"] == [run_id] or at.query_params["run"] == run_id
+    labels = [b.label for b in at.get("download_button")]
+    for label in ("Download run (.zip)", "Metrics CSV", "Config JSON", "Weights (.safetensors)"):
+        assert label in labels
+    assert "Loss chart PNG" not in labels            # images are made on demand only
+
+
+def test_run_preselected_from_url(one_run):
+    store, run_id = one_run
+    at = app()
+    at.query_params["run"] = run_id
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="runs_open").value == run_id
+    assert len(charts(at)) >= 3
+
+
+def test_unknown_run_in_url_is_ignored(one_run):
+    at = app()
+    at.query_params["run"] = "no-such-run"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="runs_open").value is None
+
+
+def test_prepare_chart_images(one_run):
+    store, run_id = one_run
+    at = app().run()
+    at.selectbox(key="runs_open").select(run_id).run()
+    at.button(key="runs_prepare").click().run()
+    assert not at.exception
+    labels = [b.label for b in at.get("download_button")]
+    assert "Loss chart PNG" in labels and "Heatmap SVG" in labels
+
+
+def test_delete_needs_confirmation(one_run):
+    store, run_id = one_run
+    at = app().run()
+    at.selectbox(key="runs_open").select(run_id).run()
+    assert at.button(key="runs_delete").disabled
+    at.checkbox(key=f"runs_confirm_{run_id}").check().run()
+    assert at.checkbox(key=f"runs_confirm_{run_id}").label == "Yes, delete this run"
+    assert not at.button(key="runs_delete").disabled
+    at.button(key="runs_delete").click().run()
+    assert not at.exception
+    assert store.ids() == []
+    assert "Deleted run" in texts(at.success)
+    assert "No saved runs yet" in texts(at.info)
+    assert at.selectbox(key="runs_open").value is None
+
+
+def test_damaged_run_warns_but_shows_what_loaded(one_run):
+    store, run_id = one_run
+    (store.path(run_id) / "probes.parquet").write_bytes(b"not parquet")
+    at = app().run()
+    at.selectbox(key="runs_open").select(run_id).run()
+    assert not at.exception
+    warning = texts(at.warning)
+    assert "incomplete or damaged" in warning and "probes.parquet" in warning
+    assert charts(at)                               # the loss curve still shows
+
+
+def test_unloadable_run_shows_error(one_run):
+    store, run_id = one_run
+    (store.path(run_id) / "config.json").write_text("{broken")
+    at = app()
+    at.query_params["run"] = run_id
+    at.run()
+    assert not at.exception
+    assert "config.json" in texts(at.error)
+
+
+def test_upload_refused_shows_error_not_exception(empty):
+    at = app().run()
+    at.file_uploader(key="runs_upload").set_value(("bad.zip", b"not a zip at all", "application/zip"))
+    at.run()
+    assert not at.exception
+    assert "Could not import bad.zip" in texts(at.error)
+    assert RunStore(empty.root).ids() == []
+
+
+def test_upload_imports_a_run(one_run, tmp_path):
+    store, run_id = one_run
+    data = export_run(store, run_id)
+    at = app().run()
+    at.file_uploader(key="runs_upload").set_value(("run.zip", data, "application/zip"))
+    at.run()
+    assert not at.exception
+    assert len(store.ids()) == 2
+    new_id = next(i for i in store.ids() if i != run_id)
+    assert new_id in texts(at.success)
+    at.run()                                        # a rerun does not import it again
+    assert len(store.ids()) == 2
+
+
+def test_compare_two_runs(one_run):
+    store, run_id = one_run
+    from core.archive import import_run
+    other = import_run(store, export_run(store, run_id), "copy.zip")
+    at = app().run()
+    box = at.multiselect(key="runs_compare")
+    assert box.label == "Compare runs"
+    box.select(run_id).run()
+    assert "at least one more" in texts(at.info)
+    at.multiselect(key="runs_compare").select(other).run()
+    assert not at.exception
+    assert len(charts(at)) >= 3
+
+
+def test_run_training_in_this_server_is_live_and_not_deletable(one_run, monkeypatch):
+    from types import SimpleNamespace
+
+    from core import jobs
+
+    store, run_id = one_run
+    data = store.load(run_id)
+    data.set_status("running")
+    fake = SimpleNamespace(alive=True, save_error=None, queue_position=None,
+                           runs=[SimpleNamespace(run_id=run_id, data=data)])
+    monkeypatch.setattr(jobs.GLOBAL_REGISTRY, "get", lambda rid: fake if rid == run_id else None)
+    at = app()
+    at.query_params["run"] = run_id
+    at.run()
+    assert not at.exception
+    assert "Status: running" in texts(at.markdown)        # drawn from the live job's data
+    assert "still training" in texts(at.info)
+    assert at.checkbox(key=f"runs_confirm_{run_id}").disabled
+    assert at.button(key="runs_delete").disabled
+    assert store.ids() == [run_id]
