@@ -82,6 +82,9 @@ def page(browser, request, tmp_path):
             print(f"\n[e2e] failure screenshot: {shot}  (URL {pg.url})")
         except Exception as e:  # noqa: BLE001
             print(f"\n[e2e] could not take a failure screenshot: {e}")
+        if "app_server" in request.fixturenames:
+            server = request.getfixturevalue("app_server")
+            print(f"[e2e] streamlit stderr tail:\n{server.stderr_tail(60)}")
         if console_errors:
             print("[e2e] page errors:\n  " + "\n  ".join(console_errors[-10:]))
     context.close()
