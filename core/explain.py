@@ -30,6 +30,8 @@ data from a private ``torch.Generator``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +58,7 @@ PROBE_BATCH = 16   # sequences per gradient probe
 DATA_SEED_OFFSET = 7919  # the measurement batch is not any training batch of the same seed
 
 SATURATION_BIAS = 5.0     # σ(±5) = 0.9933 / 0.0067: a saturated gate
-SATURATION_SCALE = 10.0   # RNN weights and biases × 10: most tanh units saturate
+SATURATION_SCALE = 5.0    # RNN weights and biases × 5: a quarter of the tanh units saturate
 GRU_Z_BIAS = 3.0          # σ(3) = 0.95: a GRU update gate biased towards "carry"
 
 # Verdicts the page shows, in this order of strength.
@@ -67,6 +69,27 @@ TRAINED_BUDGET = 2_000_000
 
 
 # ---------------------------------------------------------------- building blocks
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one intra-op thread (restored after): these models are tiny, and on a
+    shared two-core machine a second thread makes them several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _measured(fn):
+    """Decorator: a public measurement, run on one thread."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with one_thread():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def untrained_model(
@@ -177,6 +200,7 @@ def _probe_summary(model: SequenceModel, task: Task, x, y) -> tuple[dict, pd.Dat
 # ---------------------------------------------------------------- 1. the mechanisms
 
 
+@_measured
 def jacobian_norms(arch: str, seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
                    batch: int = JAC_BATCH, **options) -> pd.DataFrame:
     """Untrained model, a batch of the recall task: how ∂q_{T−1}/∂q_t shrinks with the lag.
@@ -219,6 +243,7 @@ def _curve(df: pd.DataFrame, quantity: str, col: str = "jacobian_norm") -> np.nd
     return df[df["quantity"] == quantity].sort_values("t")[col].to_numpy(dtype=float)
 
 
+@_measured
 def rnn_facts(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
               arch: str = "rnn_tanh") -> dict:
     """Vanilla RNN at init: ∂h_t/∂h_k = ∏_{j=k+1}^{t} diag(φ′(a_j)) W_hh.
@@ -259,6 +284,7 @@ def rnn_facts(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
     }
 
 
+@_measured
 def lstm_facts(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED) -> dict:
     """LSTM at init: ∂c_t/∂c_{t−1} = diag(f_t) + (terms through h_{t−1} in the gates).
 
@@ -305,6 +331,7 @@ def _bias_update_gate(model: SequenceModel, bias: float) -> None:
         model.recurrent.bias_ih_l0[H:2 * H] += bias
 
 
+@_measured
 def gru_facts(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
               z_bias: float = GRU_Z_BIAS) -> dict:
     """GRU at init: h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}, so ∂h_t/∂h_{t−1} = diag(z_t) + ….
@@ -374,6 +401,7 @@ FORGET_VARIANTS: dict[str, dict] = {
 }
 
 
+@_measured
 def forget_gate_gain(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
                      batch: int = PROBE_BATCH) -> tuple[pd.DataFrame, pd.DataFrame]:
     """LSTM at init, four forget-gate settings, one batch of the recall task.
@@ -413,7 +441,7 @@ def _saturate(model: SequenceModel, kind: str) -> None:
                 rec.bias_ih_l0[k * H:(k + 1) * H] -= SATURATION_BIAS
         elif kind == "forget_open":           # b_f + 5: f ≈ 0.993
             rec.bias_ih_l0[H:2 * H] += SATURATION_BIAS
-        elif kind == "scaled":                # every recurrent weight and bias × 10
+        elif kind == "scaled":                # every recurrent weight and bias × 5
             for p in rec.parameters():
                 p.mul_(SATURATION_SCALE)
 
@@ -423,10 +451,11 @@ SATURATION_VARIANTS: tuple[tuple[str, str, str], ...] = (
     ("LSTM, gates i f o saturated shut (biases −5)", "lstm", "gates_shut"),
     ("LSTM, forget gate saturated open (bias +5)", "lstm", "forget_open"),
     ("RNN tanh, default init", "rnn_tanh", ""),
-    ("RNN tanh, weights and biases × 10 (tanh saturated)", "rnn_tanh", "scaled"),
+    ("RNN tanh, weights and biases × 5 (tanh partly saturated)", "rnn_tanh", "scaled"),
 )
 
 
+@_measured
 def saturation_effect(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
                       batch: int = PROBE_BATCH) -> pd.DataFrame:
     """The claim "bounded sigmoid/tanh outputs keep gradients from shrinking (or growing)".
@@ -536,6 +565,7 @@ def _unit_gate_story(model: SequenceModel, task: Task, x, y, gate: str | None) -
     return out
 
 
+@_measured
 def trained_vs_init(data: RunData, weights: str | Path, batch: int = PROBE_BATCH) -> dict:
     """The run's saved weights against the same model at its step 0, on one batch.
 

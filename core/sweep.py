@@ -750,10 +750,15 @@ def _row_from_future(f: cf.Future, cell: Cell) -> dict:
     exc = f.exception()
     if exc is None:
         return f.result()
-    if isinstance(exc, ImportError) and "core" in str(exc):
+    if (isinstance(exc, ImportError) and "core" in str(exc)) or (
+            "deserializ" in str(exc) and "environment" in str(exc)):
+        # Dask unpickles run_cell (by reference to core.sweep) on the scheduler as
+        # well as on the workers: every process of the cluster must import core.
         raise SweepError(
-            f"a worker cannot import this project ({exc}): start the workers from the "
-            "project directory or with it on PYTHONPATH") from exc
+            f"the cluster cannot import this project ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}): start `dask scheduler` and `dask worker` with the "
+            f"project on PYTHONPATH (e.g. PYTHONPATH={Path(__file__).resolve().parent.parent})"
+        ) from exc
     return _error_row(cell.payload(), f"{type(exc).__name__}: {exc}")
 
 

@@ -63,22 +63,25 @@ with st.expander("Upload a run", expanded=False):
     uploaded = st.file_uploader("Upload a run (.zip)", type=["zip"], key="runs_upload",
                                 help="A .zip made with “Download run (.zip)”. Checked before "
                                      "anything is saved; pickle files are never loaded.")
-    if uploaded is not None:
-        results = st.session_state.setdefault("runs_imports", {})
-        fid = getattr(uploaded, "file_id", None) or f"{uploaded.name}:{uploaded.size}"
-        if fid not in results:   # the uploader keeps its file across reruns: import once
-            try:
-                if uploaded.size > MAX_UPLOAD_BYTES:
-                    raise ArchiveError(f"the file is {uploaded.size / 2**20:.1f} MiB, more than "
-                                       f"the {MAX_UPLOAD_BYTES / 2**20:.0f} MiB allowed")
-                results[fid] = ("ok", import_run(store, uploaded.getvalue(), uploaded.name))
-            except ArchiveError as e:
-                results[fid] = ("error", str(e))
-        kind, text = results[fid]
-        if kind == "ok":
-            st.success(f"Imported {uploaded.name} as run {text}.")
-        else:
-            st.error(f"Could not import {uploaded.name}: {text}")
+if uploaded is not None:       # the outcome shows even with the expander closed
+    results = st.session_state.setdefault("runs_imports", {})
+    fid = getattr(uploaded, "file_id", None) or f"{uploaded.name}:{uploaded.size}"
+    if fid not in results:   # the uploader keeps its file across reruns: import once
+        try:
+            if uploaded.size > MAX_UPLOAD_BYTES:
+                raise ArchiveError(f"the file is {uploaded.size / 2**20:.1f} MiB, more than "
+                                   f"the {MAX_UPLOAD_BYTES / 2**20:.0f} MiB allowed")
+            new_id = import_run(store, uploaded.getvalue(), uploaded.name)
+            results[fid] = ("ok", new_id)
+            st.session_state[OPEN_KEY] = new_id     # open it (the selectbox comes later)
+            st.query_params["run"] = new_id
+        except ArchiveError as e:
+            results[fid] = ("error", str(e))
+    kind, text = results[fid]
+    if kind == "ok":
+        st.success(f"Imported {uploaded.name} as run {text}.")
+    else:
+        st.error(f"Could not import {uploaded.name}: {text}")
 
 # ---------------------------------------------------------------- the list
 try:

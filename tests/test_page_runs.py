@@ -189,6 +189,8 @@ def test_upload_imports_a_run(one_run, tmp_path):
     assert len(store.ids()) == 2
     new_id = next(i for i in store.ids() if i != run_id)
     assert new_id in texts(at.success)
+    assert at.selectbox(key="runs_open").value == new_id       # and it is opened
+    assert "Status: finished" in texts(at.markdown)
     at.run()                                        # a rerun does not import it again
     assert len(store.ids()) == 2
 

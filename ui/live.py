@@ -20,6 +20,18 @@ from core.runs import RunData
 REFRESH_S = 1.0
 
 
+def show_chart(chart, key: str) -> None:
+    """st.altair_chart without Altair's JSON-schema validation on every redraw.
+
+    Validation is most of the cost of a redraw (≈ 0.1 s per chart, on the script
+    thread, once a second while training); the chart module's specs are validated
+    once in tests/test_charts.py instead, and their structure does not depend on data.
+    """
+    to_dict = chart.to_dict
+    object.__setattr__(chart, "to_dict", lambda *a, **kw: to_dict(*a, **{**kw, "validate": False}))
+    st.altair_chart(chart, key=key)
+
+
 def _fmt_eta(status: dict) -> str:
     rate, step, steps = status.get("steps_per_s"), status.get("step", 0), status.get("steps", 0)
     if not rate or status.get("status") != "running":
@@ -78,8 +90,7 @@ def run_charts(data: RunData, key: str) -> None:
     summaries = data.table("summaries")
     arch = data.config.arch
     log = st.toggle("Log-scale loss", key=f"{key}_log")
-    st.altair_chart(charts.loss_chart(metrics, evals, s.get("baseline_loss"), log_scale=log),
-                    key=f"{key}_loss")
+    show_chart(charts.loss_chart(metrics, evals, s.get("baseline_loss"), log_scale=log), f"{key}_loss")
     if probes.empty:
         st.info("The gradient heatmaps appear after the first probe"
                 + (" (probing is off for this run)." if data.config.probe_every == 0 else "."))
@@ -92,20 +103,20 @@ def run_charts(data: RunData, key: str) -> None:
     st.subheader("A · Gradient reaching each time step, over training")
     st.caption("‖∂ℓ/∂h_t‖ by time step t (x) and training step (y), log colour scale. "
                "Dark on the left = the gradient from the loss never reaches the early steps.")
-    st.altair_chart(charts.grad_time_heatmap(probes, "h"), key=f"{key}_heatA")
+    show_chart(charts.grad_time_heatmap(probes, "h"), f"{key}_heatA")
     if arch == "lstm":
         st.caption("The same for the cell state c_t: the additive path whose gain is the forget gate.")
-        st.altair_chart(charts.grad_time_heatmap(probes, "c"), key=f"{key}_heatA_c")
+        show_chart(charts.grad_time_heatmap(probes, "c"), f"{key}_heatA_c")
     st.subheader("B · Gradient by time step and gate")
     chosen = _probe_step_picker(probes, f"{key}_probe_step")
-    st.altair_chart(charts.gate_heatmap(probes, step=chosen), key=f"{key}_heatB")
+    show_chart(charts.gate_heatmap(probes, step=chosen), f"{key}_heatB")
     if not gates.empty:
         st.subheader("C · Mean gate activation by time step")
         st.caption("What the gates do: f near 1 keeps the cell (and its gradient); "
                    "z near 1 carries the GRU state.")
-        st.altair_chart(charts.activation_heatmap(gates, step=chosen), key=f"{key}_heatC")
+        show_chart(charts.activation_heatmap(gates, step=chosen), f"{key}_heatC")
     st.subheader("Gradient reach over training")
-    st.altair_chart(charts.reach_chart(summaries), key=f"{key}_reach")
+    show_chart(charts.reach_chart(summaries), f"{key}_reach")
 
 
 def _gate_means(gates: pd.DataFrame, step: int | None) -> dict:

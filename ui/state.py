@@ -106,7 +106,22 @@ def attached_runs(page: str) -> tuple[TrainingJob | None, list[RunData], str | N
     datas, problems = [], []
     for run_id in url_ids:
         try:
-            datas.append(run_store().load(run_id))
+            datas.append(load_run(run_id))
         except RunError as e:
             problems.append(str(e))
     return None, datas, "; ".join(problems) or None
+
+
+def load_run(run_id: str) -> RunData:
+    """A saved run, read from disk once per version of its status file."""
+    store = run_store()
+    try:
+        stamp = (store.path(run_id) / "status.json").stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _load_cached(str(store.root), run_id, stamp)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _load_cached(root: str, run_id: str, stamp: int) -> RunData:
+    return RunStore(root).load(run_id)
