@@ -42,6 +42,7 @@ import math
 import os
 import shutil
 import stat
+import struct
 import tempfile
 import time
 import zipfile
@@ -59,6 +60,7 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024            # the .zip as uploaded
 MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024     # all members together, unzipped
 MAX_MEMBERS = 16                               # 13 names are allowed; a little slack
 MAX_TABLE_ROWS = 20_000_000                    # per Parquet table
+MAX_DIRECTORY_BYTES = 64 * 1024                # the zip's central directory (ours: ~1 KiB)
 
 CONFIG, STATUS, MODEL = "config.json", "status.json", "model.safetensors"
 ALLOWED_MEMBERS = (
@@ -171,6 +173,7 @@ def _validate(data, filename):
     if data.lstrip()[:1] == b"{":
         raise ArchiveError("this looks like a bare config.json: upload the run .zip from "
                            "'Download run (.zip)' (a config alone has no results to show)")
+    _check_directory(data)
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as e:
@@ -191,6 +194,30 @@ def _validate(data, filename):
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def _check_directory(data: bytes) -> None:
+    """Bound the zip's central directory *before* zipfile parses it: a 20 MiB upload could
+    otherwise list ~400,000 empty members (seconds of CPU and hundreds of MiB for nothing)."""
+    end = -1
+    if len(data) >= 22 and data[-22:-18] == b"PK\x05\x06":
+        end = len(data) - 22
+    else:
+        end = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 65535))
+    if end < 0 or end + 22 > len(data):
+        raise ArchiveError("not a valid .zip file (no zip directory found): it may be "
+                           "truncated or damaged")
+    entries, cd_size = struct.unpack_from("<HI", data, end + 10)
+    if end >= 20 and data[end - 20:end - 16] == b"PK\x06\x07":
+        # ZIP64 (torch.save writes it): zipfile reads the counts from the ZIP64 record,
+        # which it expects right before the locator.
+        rec = end - 20 - 56
+        if rec < 0 or data[rec:rec + 4] != b"PK\x06\x06":
+            raise ArchiveError("not a valid .zip file (damaged ZIP64 directory)")
+        entries, cd_size = struct.unpack_from("<QQ", data, rec + 32)
+    if entries > MAX_MEMBERS or cd_size > MAX_DIRECTORY_BYTES:
+        raise ArchiveError(f"the .zip lists too many members; a run archive has at most "
+                           f"{MAX_MEMBERS}")
 
 
 def _check_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:

@@ -253,7 +253,9 @@ class DaskBackend(Backend):
                                   None}):
                 self.cluster = distributed.LocalCluster(
                     n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=None, silence_logs=logging.ERROR,
+                    # Its HTTP server (dashboard if bokeh is installed) on a free
+                    # local port: the default 8787 may be taken by another cluster.
+                    dashboard_address=":0", silence_logs=logging.ERROR,
                 )
             self.client = distributed.Client(self.cluster, set_as_default=False)
             self.workers = n

@@ -53,7 +53,7 @@ TASK = "recall"
 SEQ_LEN = 100
 HIDDEN = 32
 SEED = 0
-JAC_BATCH = 8      # sequences per Jacobian (each is repeated H times)
+JAC_BATCH = 4      # sequences per Jacobian (each is repeated H times)
 PROBE_BATCH = 16   # sequences per gradient probe
 DATA_SEED_OFFSET = 7919  # the measurement batch is not any training batch of the same seed
 
@@ -64,8 +64,8 @@ GRU_Z_BIAS = 3.0          # σ(3) = 0.95: a GRU update gate biased towards "carr
 # Verdicts the page shows, in this order of strength.
 VERDICTS = ("Confirmed", "Half-true", "Refuted")
 
-# Re-measuring a run's saved weights is skipped above this T·H² (≈ 1.5 s per model here).
-TRAINED_BUDGET = 2_000_000
+# Re-measuring a run's saved weights is skipped above this T·H² (≈ 1 s per model here).
+TRAINED_BUDGET = 1_000_000
 
 
 # ---------------------------------------------------------------- building blocks
@@ -108,34 +108,43 @@ def sample_batch(task: Task, batch: int, seed: int) -> tuple[torch.Tensor, torch
     return task.sample(batch, torch.Generator().manual_seed(seed + DATA_SEED_OFFSET))
 
 
-def state_jacobians(model: SequenceModel, x: torch.Tensor, quantity: str = "h",
-                    wrt: str | None = None) -> torch.Tensor:
-    """J[t, b] = ∂q_{T−1,b} / ∂w_{t,b}, shape (T, B, H, width of w).
+def state_jacobians(model: SequenceModel, x: torch.Tensor,
+                    pairs: tuple[tuple[str, str], ...] = (("h", "h"),)) -> dict:
+    """{(q, w): J} with J[t, b] = ∂q_{T−1,b} / ∂w_{t,b}, shape (T, B, H, width of w).
 
-    ``quantity`` q is a recorded state ("h", or "c" for the LSTM); ``wrt`` w is the
-    same state (default) or "x", the input. Total derivatives by autograd, one
-    backward pass (see the module docstring); float64 if the model and x are.
+    Each pair names a recorded state q ("h", or "c" for the LSTM) and what to
+    differentiate by: the same state, or "x" (the input). Total derivatives by
+    autograd: one forward pass of the repeated batch, one backward pass per pair
+    (see the module docstring). float64 if the model and x are.
     """
-    wrt = wrt or quantity
-    if wrt not in (quantity, "x"):
-        raise ValueError(f"wrt must be {quantity!r} or 'x', got {wrt!r}")
     B, T = x.shape[0], x.shape[1]
     H = model.recurrent.hidden_size
     xr = x.detach().repeat_interleave(H, 0)            # copy j of sequence b: row b·H + j
-    if wrt == "x":
+    want_x = any(w == "x" for _, w in pairs)
+    if want_x:
         xr.requires_grad_(True)
     u = model.recurrent.unroll(xr, record=True)
-    if quantity not in u.states:
-        raise ValueError(f"{model.arch} records {sorted(u.states)}, not {quantity!r}")
-    last = u.states[quantity][-1]
-    seed = torch.eye(H, dtype=last.dtype).repeat(B, 1)  # copy j seeds e_j
-    if wrt == "x":
-        (g,) = torch.autograd.grad(last, xr, grad_outputs=seed)
-        return g.view(B, H, T, -1).permute(2, 0, 1, 3).detach()
-    nodes = u.states[wrt]
-    grads = torch.autograd.grad(last, nodes, grad_outputs=seed, allow_unused=True)
-    rows = [g if g is not None else torch.zeros_like(n) for g, n in zip(grads, nodes)]
-    return torch.stack(rows).view(T, B, H, H).detach()
+    by_q: dict[str, list[str]] = {}
+    for q, w in pairs:
+        if w not in (q, "x") or q not in u.states:
+            raise ValueError(f"cannot take ∂{q}/∂{w} for {model.arch} (states {sorted(u.states)})")
+        by_q.setdefault(q, []).append(w)
+    out = {}
+    for n, (q, ws) in enumerate(by_q.items()):
+        last = u.states[q][-1]
+        seed = torch.eye(H, dtype=last.dtype).repeat(B, 1)  # copy j seeds e_j
+        inputs = [v for w in ws for v in ([xr] if w == "x" else u.states[w])]
+        grads = torch.autograd.grad(last, inputs, grad_outputs=seed, allow_unused=True,
+                                    retain_graph=n < len(by_q) - 1)
+        grads = [g if g is not None else torch.zeros_like(v) for g, v in zip(grads, inputs)]
+        for w in ws:                      # one backward pass serves every w of this q
+            if w == "x":
+                g = grads.pop(0)
+                out[(q, w)] = g.view(B, H, T, -1).permute(2, 0, 1, 3).detach()
+            else:
+                rows, grads = grads[:T], grads[T:]
+                out[(q, w)] = torch.stack(rows).view(T, B, H, H).detach()
+    return out
 
 
 def spectral_norms(J: torch.Tensor) -> np.ndarray:
@@ -200,30 +209,19 @@ def _probe_summary(model: SequenceModel, task: Task, x, y) -> tuple[dict, pd.Dat
 # ---------------------------------------------------------------- 1. the mechanisms
 
 
-@_measured
-def jacobian_norms(arch: str, seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
-                   batch: int = JAC_BATCH, **options) -> pd.DataFrame:
-    """Untrained model, a batch of the recall task: how ∂q_{T−1}/∂q_t shrinks with the lag.
-
-    Tidy frame, one row per (quantity, t):
-
-    * ``t``, ``lag`` = T−1−t;
-    * ``jacobian_norm``: mean over the batch of the spectral norm ‖∂q_{T−1}/∂q_t‖₂
-      (q = h for every arch, and also the LSTM's cell c), by autograd;
-    * ``direct_path``: LSTM c: ‖∏_{j>t} diag(f_j)‖₂ (the cell path alone);
-      GRU h: ‖∏_{j>t} diag(z_j)‖₂ (the carry path alone); from the measured gates;
-    * ``bound``: RNN h: (γ‖W_hh‖₂)^lag with γ = max φ′ = 1 (tanh and relu), the
-      textbook bound, from the measured weights.
-    """
-    model, task = untrained_model(arch, seq_len, hidden, seed, **options)
-    x, _ = sample_batch(task, batch, seed)
+def _curves(model: SequenceModel, x: torch.Tensor, with_x: bool = False) -> tuple[pd.DataFrame, dict]:
+    """The Jacobian curve frame of :func:`jacobian_norms` for this model and batch, and a
+    dict with the raw extras: ``gates`` (see :func:`gate_values`) and, if ``with_x``,
+    ``dx`` = mean over batch of ‖∂h_{T−1}/∂x_t‖₂ per t."""
+    arch = model.arch
     gates = gate_values(model, x)
     T = x.shape[1]
     t = np.arange(T)
-    frames = []
     quantities = ("h", "c") if arch == "lstm" else ("h",)
+    pairs = tuple((q, q) for q in quantities) + ((("h", "x"),) if with_x else ())
+    jac = state_jacobians(model, x, pairs)
+    frames = []
     for q in quantities:
-        norms = spectral_norms(state_jacobians(model, x, q))
         direct = np.full(T, np.nan)
         bound = np.full(T, np.nan)
         if arch == "lstm" and q == "c":
@@ -234,13 +232,43 @@ def jacobian_norms(arch: str, seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed
             w = torch.linalg.matrix_norm(model.recurrent.weight_hh_l0.detach().double(), ord=2)
             bound = float(w) ** (T - 1 - t).astype(float)
         frames.append(pd.DataFrame({"t": t, "lag": T - 1 - t, "quantity": q,
-                                    "jacobian_norm": norms, "direct_path": direct,
-                                    "bound": bound}))
-    return pd.concat(frames, ignore_index=True)
+                                    "jacobian_norm": spectral_norms(jac[(q, q)]),
+                                    "direct_path": direct, "bound": bound}))
+    extras = {"gates": gates}
+    if with_x:
+        extras["dx"] = spectral_norms(jac[("h", "x")])
+    return pd.concat(frames, ignore_index=True), extras
+
+
+@_measured
+def jacobian_norms(arch: str, seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
+                   batch: int = JAC_BATCH, **options) -> pd.DataFrame:
+    """Untrained model, a batch of the recall task: how ∂q_{T−1}/∂q_t shrinks with the lag.
+
+    Tidy frame, one row per (quantity, t):
+
+    * ``t``, ``lag`` = T−1−t;
+    * ``jacobian_norm``: mean over the batch of the spectral norm ‖∂q_{T−1}/∂q_t‖₂
+      (q = h for every arch, and also the LSTM's cell c), by autograd. For the LSTM,
+      ∂h_{T−1}/∂h_t holds c_t fixed (h_t's own paths), while ∂c_{T−1}/∂c_t lets
+      h_t = o_t ⊙ tanh(c_t) follow c_t (every path from the cell at step t);
+    * ``direct_path``: LSTM c: ‖∏_{j>t} diag(f_j)‖₂ (the cell path alone);
+      GRU h: ‖∏_{j>t} diag(z_j)‖₂ (the carry path alone); from the measured gates;
+    * ``bound``: RNN h: (γ‖W_hh‖₂)^lag with γ = max φ′ = 1 (tanh and relu), the
+      textbook bound, from the measured weights.
+    """
+    model, task = untrained_model(arch, seq_len, hidden, seed, **options)
+    x, _ = sample_batch(task, batch, seed)
+    return _curves(model, x)[0]
 
 
 def _curve(df: pd.DataFrame, quantity: str, col: str = "jacobian_norm") -> np.ndarray:
     return df[df["quantity"] == quantity].sort_values("t")[col].to_numpy(dtype=float)
+
+
+def _probe_batch(model: SequenceModel, task: Task, seed: int) -> dict:
+    x, y = sample_batch(task, PROBE_BATCH, seed)
+    return _probe_summary(model, task, x, y)[0]
 
 
 @_measured
@@ -252,19 +280,18 @@ def rnn_facts(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
     ``jac_full`` ‖∂h_{T−1}/∂h_0‖₂; ``jac_one_step`` ‖∂h_{T−1}/∂h_{T−2}‖₂;
     ``per_step`` the geometric-mean shrink per step; ``w_norm`` ‖W_hh‖₂ and
     ``w_radius`` its spectral radius (largest |eigenvalue|); ``mean_phi_prime`` the
-    mean of φ′(a_t) = 1 − h_t² over steps, units and batch; ``bound_full``
-    ‖W_hh‖₂^(T−1), the bound's value; ``dep_x0`` and ``dep_xlast``: ‖∂h_{T−1}/∂x_0‖₂
-    and ‖∂h_{T−1}/∂x_{T−1}‖₂ (how much the last state depends on the first and the
-    last input); ``vanishing_ratio`` and ``gradient_reach`` from the probe.
+    mean of φ′(a_t) (tanh: 1 − h_t²; relu: the fraction of active units) over steps,
+    units and batch; ``bound_full`` ‖W_hh‖₂^(T−1), the bound's value; ``dep_x0`` and
+    ``dep_xlast``: ‖∂h_{T−1}/∂x_0‖₂ and ‖∂h_{T−1}/∂x_{T−1}‖₂ (how much the last state
+    depends on the first and on the last input); the probe's ``vanishing_ratio``
+    (‖∂ℓ/∂h_0‖ / ‖∂ℓ/∂h_{T−1}‖) and ``gradient_reach``.
     """
-    curve = jacobian_norms(arch, seq_len, hidden, seed)
     model, task = untrained_model(arch, seq_len, hidden, seed)
-    x, y = sample_batch(task, JAC_BATCH, seed)
+    x, _ = sample_batch(task, JAC_BATCH, seed)
+    curve, extras = _curves(model, x, with_x=True)
+    h = extras["gates"]["h"].double()
     w = model.recurrent.weight_hh_l0.detach().double()
-    h = gate_values(model, x)["h"]
-    dx = spectral_norms(state_jacobians(model, x, "h", wrt="x"))
-    xp, yp = sample_batch(task, PROBE_BATCH, seed)
-    summary, _, _ = _probe_summary(model, task, xp, yp)
+    summary = _probe_batch(model, task, seed)
     jac = _curve(curve, "h")
     return {
         "curve": curve,
@@ -273,11 +300,11 @@ def rnn_facts(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
         "per_step": per_step_factor(jac),
         "w_norm": float(torch.linalg.matrix_norm(w, ord=2)),
         "w_radius": float(torch.linalg.eigvals(w).abs().max()),
-        "mean_phi_prime": float((1 - h.double() ** 2).mean()) if arch == "rnn_tanh"
+        "mean_phi_prime": float((1 - h ** 2).mean()) if arch == "rnn_tanh"
         else float((h > 0).double().mean()),
         "bound_full": float(_curve(curve, "h", "bound")[0]),
-        "dep_x0": float(dx[0]),
-        "dep_xlast": float(dx[-1]),
+        "dep_x0": float(extras["dx"][0]),
+        "dep_xlast": float(extras["dx"][-1]),
         "vanishing_ratio": summary["vanishing_ratio"],
         "gradient_reach": summary["gradient_reach"],
         "steps": int(x.shape[1]),
@@ -294,29 +321,27 @@ def lstm_facts(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED) -
     ``f_last_max`` ‖diag(f_{T−1})‖₂ = max f at that step (mean over batch);
     ``h_full`` ‖∂h_{T−1}/∂h_0‖₂ (c held fixed); ``per_step_cell``; ``mean_f``;
     ``mean_f_pow`` mean_f^(T−1) (a comparison: what a uniform gate would give);
-    ``dep_x0`` ‖∂h_{T−1}/∂x_0‖₂; probe's ``vanishing_ratio``, ``cell_ratio``,
-    ``gradient_reach``.
+    ``dep_x0`` ‖∂h_{T−1}/∂x_0‖₂; the probe's ``vanishing_ratio``, ``cell_ratio``
+    (‖∂ℓ/∂c_0‖ / ‖∂ℓ/∂c_{T−1}‖) and ``gradient_reach``.
     """
-    curve = jacobian_norms("lstm", seq_len, hidden, seed)
     model, task = untrained_model("lstm", seq_len, hidden, seed)
     x, _ = sample_batch(task, JAC_BATCH, seed)
-    f = gate_values(model, x)["f"]
-    dx = spectral_norms(state_jacobians(model, x, "h", wrt="x"))
-    xp, yp = sample_batch(task, PROBE_BATCH, seed)
-    summary, _, _ = _probe_summary(model, task, xp, yp)
+    curve, extras = _curves(model, x, with_x=True)
+    f = extras["gates"]["f"].double()
+    summary = _probe_batch(model, task, seed)
     c, T = _curve(curve, "c"), x.shape[1]
-    mean_f = float(f.double().mean())
+    mean_f = float(f.mean())
     return {
         "curve": curve,
         "cell_full": float(c[0]),
         "cell_direct": float(_curve(curve, "c", "direct_path")[0]),
         "cell_one_step": float(c[-2]),
-        "f_last_max": float(f[-1].double().max(dim=1).values.mean()),
+        "f_last_max": float(f[-1].max(dim=1).values.mean()),
         "h_full": float(_curve(curve, "h")[0]),
         "per_step_cell": per_step_factor(c),
         "mean_f": mean_f,
         "mean_f_pow": mean_f ** (T - 1),
-        "dep_x0": float(dx[0]),
+        "dep_x0": float(extras["dx"][0]),
         "vanishing_ratio": summary["vanishing_ratio"],
         "cell_ratio": summary.get("cell_ratio", float("nan")),
         "gradient_reach": summary["gradient_reach"],
@@ -349,22 +374,18 @@ def gru_facts(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
         if extra:
             _bias_update_gate(model, extra)
         x, _ = sample_batch(task, JAC_BATCH, seed)
-        z = gate_values(model, x)["z"]
-        jac = spectral_norms(state_jacobians(model, x, "h"))
-        direct = direct_path_gain(z)
-        xp, yp = sample_batch(task, PROBE_BATCH, seed)
-        summary, _, _ = _probe_summary(model, task, xp, yp)
-        T = x.shape[1]
+        curve, extras = _curves(model, x)
+        z = extras["gates"]["z"].double()
+        summary = _probe_batch(model, task, seed)
         out.update({
-            f"{prefix}_full": float(jac[0]), f"{prefix}_direct": float(direct[0]),
-            f"{prefix}_mean_z": float(z.double().mean()),
+            f"{prefix}_full": float(_curve(curve, "h")[0]),
+            f"{prefix}_direct": float(_curve(curve, "h", "direct_path")[0]),
+            f"{prefix}_mean_z": float(z.mean()),
             f"{prefix}_reach": summary["gradient_reach"],
             f"{prefix}_ratio": summary["vanishing_ratio"],
         })
-        out["curve" if not extra else "biased_curve"] = pd.DataFrame({
-            "t": np.arange(T), "lag": T - 1 - np.arange(T), "quantity": "h",
-            "jacobian_norm": jac, "direct_path": direct, "bound": np.nan})
-    out["steps"] = int(T)
+        out["biased_curve" if extra else "curve"] = curve
+        out["steps"] = int(x.shape[1])
     return out
 
 
@@ -389,6 +410,93 @@ def decay_curves(rnn: dict, lstm: dict, gru: dict) -> pd.DataFrame:
     with np.errstate(divide="ignore"):
         out["log10_norm"] = np.log10(out["norm"].clip(lower=1e-300))
     return out.sort_values(["series", "lag"], ignore_index=True)
+
+
+# ---------------------------------------------------------------- sentences that read the numbers
+
+
+def rnn_sentence(r: dict) -> str:
+    """What :func:`rnn_facts` measured, in words; every clause follows the numbers."""
+    L = r["steps"] - 1
+    text = (f"Measured: over {L} steps the Jacobian's norm is **{sci(r['jac_full'])}**; it "
+            f"{'shrinks' if r['per_step'] < 1 else 'grows'} by × {r['per_step']:.3g} per step on "
+            "average, a straight line on the log axis below. ")
+    if r["w_norm"] > 1:
+        text += (f"The textbook bound does not explain it: ‖W_hh‖₂ = {r['w_norm']:.3g} > 1, so "
+                 f"the bound allows growth to {sci(r['bound_full'])}")
+    else:
+        text += (f"Here ‖W_hh‖₂ = {r['w_norm']:.3g} ≤ 1, so the bound does promise decay, but "
+                 f"only to {sci(r['bound_full'])}: the measured decay is much faster")
+    if r["jac_one_step"] > 1:
+        text += (f", and a single step can even stretch (‖∂h_{L}/∂h_{L - 1}‖₂ = "
+                 f"{r['jac_one_step']:.3g})")
+    text += (f". Powers of W_hh alone shrink like its spectral radius, ρ(W_hh) = "
+             f"{r['w_radius']:.3g} per step, and tanh′ ≤ 1 (mean {r['mean_phi_prime']:.3g}) scales "
+             f"each factor's rows down further. The loss gradient reaching h₀ is "
+             f"{sci(r['vanishing_ratio'])} of the one at h_{L}.")
+    return text
+
+
+def lstm_sentence(m: dict) -> str:
+    """What :func:`lstm_facts` measured at initialisation, in words."""
+    L = m["steps"] - 1
+    vanished = m["cell_ratio"] < 1e-3
+    text = ("**At initialisation the LSTM's gradient vanishes too.** " if vanished else "")
+    text += (f"torch's default init puts every gate near σ(0) = 0.5 (measured mean f = "
+             f"{m['mean_f']:.3f}), so the cell path scales the gradient by about "
+             f"{m['mean_f']:.2f} at every step: ‖∂c_{L}/∂c_0‖₂ = {sci(m['cell_full'])} over {L} "
+             f"steps, and the loss gradient reaching c₀ is {sci(m['cell_ratio'])} of the one at "
+             f"c_{L} (for h: {sci(m['vanishing_ratio'])}). The last step alone scales it by "
+             f"‖∂c_{L}/∂c_{L - 1}‖₂ = {m['cell_one_step']:.3g}. What the LSTM has and the RNN "
+             "lacks is a **knob**: the gain of the cell path is f, a number the network sets "
+             "with its forget-gate bias and weights. The same model with only the forget gate "
+             "changed:")
+    return text
+
+
+def forget_sentence(table: pd.DataFrame) -> str:
+    """What :func:`forget_gate_gain` measured, in words."""
+    t = table.set_index("variant")
+    names = list(FORGET_VARIANTS)
+    ratios = [t.loc[n, "cell_ratio"] for n in names[:3]]
+    monotone = ratios[0] < ratios[1] < ratios[2]
+    text = ("The measured cell ratio follows the forget gate: the more open f, the further the "
+            "gradient reaches. " if monotone else
+            "Here the measured cell ratio does not simply follow the mean forget gate. ")
+    none = t.loc[names[3], "cell_ratio"]
+    if none > 1:
+        text += (f"The terms through the gates add gradient of their own (with f ≡ 1 the ratio "
+                 f"is {sci(none)}, above 1), but the diagonal f term decides whether anything "
+                 "survives a long lag. ")
+    text += "Training can move f, and that is what can save the LSTM:"
+    return text
+
+
+def gru_sentence(g: dict) -> str:
+    """What :func:`gru_facts` measured, in words."""
+    L, T = g["steps"] - 1, g["steps"]
+    fate = "vanishes like the others" if g["default_full"] < 1e-3 else "shrinks"
+    return (f"At torch's default init z ≈ {g['default_mean_z']:.2f} and the GRU's gradient "
+            f"{fate} ({sci(g['default_full'])} over {L} steps, reach {g['default_reach']} of "
+            f"{T}). Push z towards 1 (update-gate bias +{g['z_bias']:g}: mean z = "
+            f"{g['biased_mean_z']:.3f}) and the same weights give {sci(g['biased_full'])}, "
+            f"reach {g['biased_reach']} of {T}.")
+
+
+def trained_sentence(tv: dict) -> str:
+    """What :func:`trained_vs_init` measured, in words (LSTM f or GRU z)."""
+    g, a, b = tv["gate"], tv["init"], tv["trained"]
+    if b["gate_max_unit"] > a["gate_max_unit"] + 0.1 and b["reach"] > a["reach"]:
+        return (f"Training **opened the gate of a few units**: {b['units_open']} unit(s) now "
+                f"average {g} > 0.9 (the most open {b['gate_max_unit']:.3f}, against "
+                f"{a['gate_max_unit']:.3f} at step 0), while the mean over all units went from "
+                f"{a['gate_mean']:.3f} to {b['gate_mean']:.3f}. Those units carry the gradient: "
+                f"the carry path alone keeps {sci(b['carry_gain'])} (was "
+                f"{sci(a['carry_gain'])}) and the reach grew from {a['reach']} to {b['reach']} "
+                "steps.")
+    return (f"In this run the gate has not opened much yet (most open unit "
+            f"{b['gate_max_unit']:.3f}, {a['gate_max_unit']:.3f} at step 0); the reach went from "
+            f"{a['reach']} to {b['reach']} steps.")
 
 
 # ---------------------------------------------------------------- 2. the forget gate's gain
@@ -608,6 +716,15 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def _ratio_words(r: float) -> str:
+    """'the gradient reaching step 0 is …' completed for a measured ratio r."""
+    if r == 0:
+        return "exactly 0 (it underflowed float32 on the way)"
+    if not _finite(r):
+        return f"{r} (it overflowed float32)"
+    return f"{sci(r)} of the last step's" if r < 1 else f"{sci(r)} times the last step's"
+
+
 def verdicts(rnn: dict, lstm: dict, forget: pd.DataFrame, saturation: pd.DataFrame) -> list[Verdict]:
     """Each answer of the original question against the measurements above.
 
@@ -624,67 +741,76 @@ def verdicts(rnn: dict, lstm: dict, forget: pd.DataFrame, saturation: pd.DataFra
     # Answer 1: the additive cell path whose gain is the forget gate.
     gain_controls = (nofg["cell_ratio"] > 1e-2 and fb3["cell_ratio"] > 1e3 * default["cell_ratio"]
                      and fb3["gradient_reach"] > default["gradient_reach"])
-    vanishes_at_init = default["cell_ratio"] < 1e-3
     v1 = "Confirmed" if gain_controls else "Refuted"
     e1 = (f"Over {T - 1} steps the cell path carries ‖∂ℓ/∂c₀‖/‖∂ℓ/∂c_T−1‖ = "
           f"{sci(nofg['cell_ratio'])} with f ≡ 1 and {sci(fb3['cell_ratio'])} with f ≈ "
           f"{fb3['mean_f']:.2f} (reach {int(fb3['gradient_reach'])} of {T} steps), against "
           f"{sci(default['cell_ratio'])} at torch's default init (f ≈ {default['mean_f']:.2f}, "
-          f"reach {int(default['gradient_reach'])}): the gradient's fate is set by the forget "
-          "gate's value, which the network learns.")
-    if vanishes_at_init:
-        e1 += (" Caveat the answer leaves out: at initialisation this LSTM's gradient vanishes "
-               "too; the additive path only helps once the forget gate is (learned to be) near 1.")
+          f"reach {int(default['gradient_reach'])} steps)")
+    e1 += (": the forget gate's value, which the network learns, decides how much gradient the "
+           "additive path carries." if gain_controls else
+           ": here the forget gate's value did not decide the gradient's reach.")
+    if gain_controls and default["cell_ratio"] < 1e-3:
+        e1 += (" A caveat the answer leaves out: at initialisation this LSTM's gradient vanishes "
+               "too; the additive path only helps once the forget gate is near 1, which "
+               "training (or a forget-gate bias) has to bring about.")
 
     # Answer 2: "passes the previous state … all states have information about previous states".
     passes = rnn["jac_one_step"] > 0.1 and rnn["dep_x0"] > 0
-    v2 = ("Refuted" if passes and rnn["vanishing_ratio"] < 1e-3 and lstm["vanishing_ratio"] < 1e-3
-          else "Half-true")
+    both_vanish = rnn["vanishing_ratio"] < 1e-3 and lstm["vanishing_ratio"] < 1e-3
+    v2 = "Refuted" if passes and both_vanish else "Half-true"
     e2 = (f"A vanilla RNN passes its previous state on too: ‖∂h_T−1/∂h_T−2‖₂ = "
-          f"{sci(rnn['jac_one_step'])} at the last step, and h_T−1 does depend on the first input "
-          f"(‖∂h_T−1/∂x₀‖₂ = {sci(rnn['dep_x0'])}, non-zero). Yet its gradient reaching step 0 is "
-          f"{sci(rnn['vanishing_ratio'])} of the last step's, and an untrained LSTM, which passes "
-          f"h and c, gets {sci(lstm['vanishing_ratio'])}. Passing the state is what every "
-          "recurrent net does; what decides is the gain of the path it is passed along.")
+          f"{sci(rnn['jac_one_step'])} at the last step, and h_T−1 depends on the first input "
+          f"(‖∂h_T−1/∂x₀‖₂ = {sci(rnn['dep_x0'])}{', non-zero' if rnn['dep_x0'] > 0 else ''}). "
+          f"Its gradient reaching step 0 is {sci(rnn['vanishing_ratio'])} of the last step's; an "
+          f"untrained LSTM, which passes h and c, gets {sci(lstm['vanishing_ratio'])}.")
+    if v2 == "Refuted":
+        e2 += (" Passing the state on is what every recurrent net does, and it does not keep the "
+               "gradient alive: what decides is the gain of the path it is passed along.")
 
     # Answer 3, claim by claim.
-    shut_kills = shut["vanishing_ratio"] < 1e-3 * max(lstm_ok["vanishing_ratio"], 1e-300) or \
-        shut["vanishing_ratio"] == 0
+    shut_kills = (shut["vanishing_ratio"] == 0
+                  or shut["vanishing_ratio"] < 1e-3 * lstm_ok["vanishing_ratio"])
     big = rnn_big["vanishing_ratio"]
     bounded_explodes = (not _finite(big)) or big > 1e2
     bounded_refuted = shut_kills or bounded_explodes
+    e_bounded = (
+        f"σ′ ≤ 1/4 and tanh′ ≤ 1, and both go to 0 in saturation. Gates saturated shut: mean σ′ "
+        f"= {shut['mean_derivative']:.3g}, the gradient reaching step 0 is "
+        f"{_ratio_words(shut['vanishing_ratio'])} (default init: "
+        f"{sci(lstm_ok['vanishing_ratio'])}), and ‖∂L/∂W_hh‖ = {sci(shut['grad_w_hh'])} (default "
+        f"{sci(lstm_ok['grad_w_hh'])})" + (": the saturated gate can hardly learn to reopen. "
+                                          if shut_kills else ". ")
+        + f"With weights × {SATURATION_SCALE:g}, {rnn_big['saturated']:.0%} of the tanh RNN's units "
+        f"saturated, the gradient reaching step 0 is {_ratio_words(big)}"
+        + (": bounded outputs did not stop it from exploding." if bounded_explodes else "."))
     mult_refuted = default["cell_ratio"] < 1e-3 and nofg["cell_ratio"] > 1e-2
+    e_mult = (f"Multiplying by f at every step scales the gradient by f: with f ≈ "
+              f"{default['mean_f']:.2f} the cell path keeps {sci(default['cell_ratio'])} of it over "
+              f"{T - 1} steps (mean f^(T−1) = {sci(default['comparison_f_pow'])}, for comparison); "
+              f"with f ≡ 1 the ratio is {sci(nofg['cell_ratio'])}"
+              + (": only f ≈ 1 preserves the magnitude." if mult_refuted else "."))
     keep_confirmed = fopen["gradient_reach"] >= T - 1 and shut["gradient_reach"] < T // 2
+    e_keep = (f"Forget gate saturated open (f ≈ {fopen['mean_f']:.3f}): the gradient reaches "
+              f"{int(fopen['gradient_reach'])} of {T} steps; gates saturated shut: "
+              f"{int(shut['gradient_reach'])}.")
     parts = [
         ("sigmoid/tanh outputs are bounded, so gradients can flow “without becoming too small "
-         "or too large”", "Refuted" if bounded_refuted else "Confirmed",
-         f"σ′ ≤ 1/4 and tanh′ ≤ 1, and both vanish in saturation. Gates saturated shut: mean σ′ "
-         f"= {shut['mean_derivative']:.3g}, gradient at step 0 = {sci(shut['vanishing_ratio'])} "
-         f"of the last step's (default init: {sci(lstm_ok['vanishing_ratio'])}), and "
-         f"‖∂L/∂W_hh‖ = {sci(shut['grad_w_hh'])} (default {sci(lstm_ok['grad_w_hh'])}): the "
-         f"saturated gate cannot even learn to reopen. Bounded tanh does not stop growth either: "
-         f"with weights × {SATURATION_SCALE:g}, {rnn_big['saturated']:.0%} of the RNN's units "
-         f"saturated, the gradient at step 0 is {sci(rnn_big['vanishing_ratio'])} × the last "
-         "step's."),
+         "or too large”", "Refuted" if bounded_refuted else "Confirmed", e_bounded),
         ("“element-wise multiplication preserves the gradients' magnitude”",
-         "Refuted" if mult_refuted else "Confirmed",
-         f"Multiplying by f at every step scales the gradient by f: with f ≈ "
-         f"{default['mean_f']:.2f} the cell path keeps {sci(default['cell_ratio'])} of it over "
-         f"{T - 1} steps (mean f^(T−1) = {sci(default['comparison_f_pow'])}, for comparison); "
-         f"only f ≈ 1 preserves it ({sci(nofg['cell_ratio'])} with f ≡ 1)."),
+         "Refuted" if mult_refuted else "Confirmed", e_mult),
         ("the memory cell can “selectively keep or drop information”",
-         "Confirmed" if keep_confirmed else "Refuted",
-         f"Forget gate saturated open (f ≈ {fopen['mean_f']:.3f}): the gradient reaches "
-         f"{int(fopen['gradient_reach'])} of {T} steps; saturated shut: "
-         f"{int(shut['gradient_reach'])}."),
+         "Confirmed" if keep_confirmed else "Refuted", e_keep),
     ]
-    sub = [verdict for _, verdict, _ in parts]
-    v3 = ("Half-true" if "Confirmed" in sub and "Refuted" in sub
-          else ("Confirmed" if all(s == "Confirmed" for s in sub) else "Refuted"))
-    e3 = (f"{sub.count('Confirmed')} of its {len(sub)} claims hold: the memory cell's "
-          "keep/drop is real, but the reasons given for it (bounded outputs, multiplication "
-          "preserving magnitude) are not what carries the gradient."
-          if v3 == "Half-true" else "See its claims below.")
+    short = ("bounded outputs", "multiplication preserving the magnitude", "the memory cell's "
+             "keep/drop")
+    holds = [n for n, (_, v, _) in zip(short, parts) if v == "Confirmed"]
+    fails = [n for n, (_, v, _) in zip(short, parts) if v == "Refuted"]
+    v3 = "Half-true" if holds and fails else ("Confirmed" if holds else "Refuted")
+    e3 = " ".join(x for x in (
+        f"Holds: {', '.join(holds)}." if holds else "",
+        f"Does not hold: {', '.join(fails)}." if fails else "",
+    ) if x) + " Claim by claim:"
     return [
         Verdict("Answer 1", "“a unique additive gradient structure that includes direct access to "
                 "the forget gate's activations”", v1, e1),
@@ -692,15 +818,17 @@ def verdicts(rnn: dict, lstm: dict, forget: pd.DataFrame, saturation: pd.DataFra
                 "state … all states now have some information about all of the previous "
                 "states”", v2, e2),
         Verdict("Answer 3", "“the gates use sigmoid and tanh … bounded output ranges … "
-                "element-wise multiplication preserves the gradients' magnitude”", v3, e3,
+                "element-wise multiplication preserves the gradients' magnitude … the memory "
+                "cell allows the network to selectively keep or drop information”", v3, e3,
                 tuple(parts)),
     ]
 
 
 __all__ = [
     "FORGET_VARIANTS", "SATURATION_VARIANTS", "Verdict", "decay_curves", "direct_path_gain",
-    "forget_gate_gain", "gate_values", "gru_facts", "jacobian_norms", "lstm_facts",
-    "per_step_factor", "pick_run", "rnn_facts", "run_story", "sample_batch",
-    "saturation_effect", "spectral_norms", "state_jacobians", "trained_vs_init",
+    "forget_gate_gain", "forget_sentence", "gate_values", "gru_facts", "gru_sentence",
+    "jacobian_norms", "lstm_facts", "lstm_sentence", "one_thread", "per_step_factor",
+    "pick_run", "rnn_facts", "rnn_sentence", "run_story", "sample_batch", "saturation_effect",
+    "spectral_norms", "state_jacobians", "trained_sentence", "trained_vs_init",
     "untrained_model", "verdicts",
 ]

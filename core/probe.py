@@ -120,10 +120,7 @@ def vanishing_ratio(profile: pd.DataFrame) -> float:
 
     ≪ 1: vanished; ≈ 1: carried; ≫ 1: exploded. NaN when the last step has no gradient.
     """
-    g = h_gradients(profile)
-    if len(g) == 0 or not np.isfinite(g[-1]) or g[-1] == 0:
-        return float("nan")
-    return float(g[0] / g[-1])
+    return _ratio_of(h_gradients(profile))
 
 
 def gradient_reach(profile: pd.DataFrame, threshold: float = REACH_THRESHOLD) -> int:
@@ -135,7 +132,20 @@ def gradient_reach(profile: pd.DataFrame, threshold: float = REACH_THRESHOLD) ->
     (growing backwards) never does, so its reach is all T steps, as it should be.
     Returns T when the gradient stays above the threshold all the way to step 0.
     """
-    g = h_gradients(profile)
+    return _reach_of(h_gradients(profile), threshold)
+
+
+# The definitions on plain arrays (h-gradient norms ordered by t), shared with the
+# hand-written fast path of core.bptt, which has the arrays before any DataFrame.
+
+
+def _ratio_of(g: np.ndarray) -> float:
+    if len(g) == 0 or not np.isfinite(g[-1]) or g[-1] == 0:
+        return float("nan")
+    return float(g[0] / g[-1])
+
+
+def _reach_of(g: np.ndarray, threshold: float = REACH_THRESHOLD) -> int:
     if len(g) == 0 or not np.all(np.isfinite(g)) or g.max() <= 0:
         return 0
     running_max = np.maximum.accumulate(g[::-1])[::-1]  # max of g[t:], for every t
@@ -145,20 +155,29 @@ def gradient_reach(profile: pd.DataFrame, threshold: float = REACH_THRESHOLD) ->
 
 def summarise(profile: pd.DataFrame, activations: pd.DataFrame) -> dict:
     """Per-profile numbers with names a reader understands."""
-    g = h_gradients(profile)
-    summary = {
-        "vanishing_ratio": vanishing_ratio(profile),
-        "gradient_reach": gradient_reach(profile),
-        "steps": int(len(g)),
-        "h_grad_first": float(g[0]) if len(g) else float("nan"),
-        "h_grad_last": float(g[-1]) if len(g) else float("nan"),
-    }
     c = profile[profile["quantity"] == "c"].sort_values("t")["grad_norm"].to_numpy(dtype=float)
+    gate_means = {}
+    for gate in ("f", "z"):
+        a = activations[activations["gate"] == gate]["mean"]
+        if len(a):
+            gate_means[gate] = a.to_numpy(dtype=float)
+    return summarise_arrays(h_gradients(profile), c, gate_means)
+
+
+def summarise_arrays(h: np.ndarray, c: np.ndarray, gate_means: dict[str, np.ndarray]) -> dict:
+    """:func:`summarise` from arrays ordered by t: the h- and c-gradient norms (c empty
+    when there is no cell) and the per-step mean activations of the f / z gates."""
+    summary = {
+        "vanishing_ratio": _ratio_of(h),
+        "gradient_reach": _reach_of(h),
+        "steps": int(len(h)),
+        "h_grad_first": float(h[0]) if len(h) else float("nan"),
+        "h_grad_last": float(h[-1]) if len(h) else float("nan"),
+    }
     if len(c) and c[-1] > 0:
         # The LSTM's cell path alone: ‖∂ℓ/∂c_0‖ / ‖∂ℓ/∂c_{T−1}‖.
         summary["cell_ratio"] = float(c[0] / c[-1])
     for gate in ("f", "z"):
-        a = activations[activations["gate"] == gate]["mean"]
-        if len(a):
-            summary[f"mean_{gate}"] = float(a.mean())
+        if gate in gate_means and len(gate_means[gate]):
+            summary[f"mean_{gate}"] = float(np.mean(gate_means[gate]))
     return summary

@@ -40,6 +40,8 @@ from core.train import EndRecord, EvalRecord, ProbeRecord, Record, StepRecord
 RUNS_DIR_ENV = "RNNLAB_RUNS_DIR"
 STATUSES = ("queued", "running", "finished", "stopped", "diverged", "interrupted")
 STALE_AFTER_S = 30.0
+# Directories under the root that are not runs (sweeps live in root/sweeps/).
+RESERVED_NAMES = ("sweeps",)
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 TABLES = {
@@ -66,7 +68,8 @@ def new_run_id(config: TrainConfig) -> str:
 
 def check_run_id(run_id: str) -> str:
     """Refuse ids that could name anything outside the runs root."""
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id:
+    if (not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id
+            or run_id in RESERVED_NAMES):
         raise RunError(f"invalid run id {run_id!r}: use letters, digits, '-', '_' and '.'")
     return run_id
 
@@ -277,7 +280,8 @@ class RunStore:
         if not self.root.is_dir():
             return []
         return sorted(
-            (p.name for p in self.root.iterdir() if p.is_dir() and _RUN_ID.match(p.name)),
+            (p.name for p in self.root.iterdir()
+             if p.is_dir() and _RUN_ID.match(p.name) and p.name not in RESERVED_NAMES),
             reverse=True,
         )
 

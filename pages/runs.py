@@ -1,6 +1,7 @@
 """Runs: every saved run — open one, compare several, download, delete, upload."""
 
 import json
+import os
 
 import pandas as pd
 import streamlit as st
@@ -9,14 +10,33 @@ from core import charts
 from core.archive import MAX_UPLOAD_BYTES, ArchiveError, chart_files, export_run, import_run
 from core.jobs import GLOBAL_REGISTRY
 from core.runs import RunError
-from ui.live import live_view, run_charts, status_header
-from ui.state import run_store
+from ui.live import live_view, run_charts, show_chart, status_header
+from ui.state import load_run, run_store
 
 LIST_COLUMNS = ["task", "arch", "seq_len", "status", "step", "steps", "eval_loss", "solved",
                 "created", "run_id"]
 OPEN_KEY = "runs_open"
+URL_SEEN_KEY = "runs_url_seen"
 
 store = run_store()
+
+
+def set_url_run(run_id) -> None:
+    """Keep ``?run=`` in step with the open run (so the link can be shared or reloaded)."""
+    if run_id:
+        if st.query_params.get("run") != run_id:
+            st.query_params["run"] = run_id
+    elif "run" in st.query_params:
+        del st.query_params["run"]
+    st.session_state[URL_SEEN_KEY] = run_id or ""
+
+
+def max_stored_runs() -> int:
+    """The store cap that ui.state.start_job applies to trainings, applied to uploads too."""
+    try:
+        return max(1, int(os.environ.get("RNNLAB_MAX_STORED_RUNS", 500)))
+    except ValueError:
+        return 500
 
 
 def live_job(run_id):
@@ -45,8 +65,7 @@ def delete_run(run_id):
         return
     st.session_state[OPEN_KEY] = None
     st.session_state.pop(f"runs_confirm_{run_id}", None)
-    if "run" in st.query_params:
-        del st.query_params["run"]
+    set_url_run(None)
     st.session_state["runs_flash"] = ("success", f"Deleted run {run_id}.")
 
 
@@ -71,10 +90,13 @@ if uploaded is not None:       # the outcome shows even with the expander closed
             if uploaded.size > MAX_UPLOAD_BYTES:
                 raise ArchiveError(f"the file is {uploaded.size / 2**20:.1f} MiB, more than "
                                    f"the {MAX_UPLOAD_BYTES / 2**20:.0f} MiB allowed")
+            if len(store.ids()) >= max_stored_runs():
+                raise ArchiveError(f"the run store is full ({max_stored_runs()} runs): "
+                                   "delete runs first")
             new_id = import_run(store, uploaded.getvalue(), uploaded.name)
             results[fid] = ("ok", new_id)
             st.session_state[OPEN_KEY] = new_id     # open it (the selectbox comes later)
-            st.query_params["run"] = new_id
+            set_url_run(new_id)
         except ArchiveError as e:
             results[fid] = ("error", str(e))
     kind, text = results[fid]
@@ -103,18 +125,21 @@ else:
     )
 
 # ---------------------------------------------------------------- open one run
-url_ids = [i for i in st.query_params.get("run", "").split(",") if i in ids]
-if url_ids and st.session_state.get(OPEN_KEY) != url_ids[0]:
-    st.session_state[OPEN_KEY] = url_ids[0]
+url_run = st.query_params.get("run", "")
+if url_run != st.session_state.get(URL_SEEN_KEY):
+    # The link changed (a fresh visit, a shared link): it picks the run; afterwards the
+    # selectbox leads and the URL follows it.
+    st.session_state[URL_SEEN_KEY] = url_run
+    url_ids = [i for i in url_run.split(",") if i]
+    if url_ids and url_ids[0] in ids:
+        st.session_state[OPEN_KEY] = url_ids[0]
+    elif url_ids:
+        st.warning(f"The link names run {url_ids[0]!r}, which is not in the run store.")
 if st.session_state.get(OPEN_KEY) not in ids:
     st.session_state[OPEN_KEY] = None
 run_id = st.selectbox("Open run", ids, key=OPEN_KEY, placeholder="Choose a run",
                       disabled=not ids)
-if run_id:
-    if st.query_params.get("run") != run_id:
-        st.query_params["run"] = run_id
-elif "run" in st.query_params and not url_ids:
-    del st.query_params["run"]
+set_url_run(run_id)
 
 if run_id:
     job = live_job(run_id)
@@ -123,7 +148,7 @@ if run_id:
         data = next((r.data for r in job.runs if r.run_id == run_id), None)
     if data is None:
         try:
-            data = store.load(run_id)
+            data = load_run(run_id)
         except RunError as e:
             st.error(str(e))
     if data is not None:
@@ -162,16 +187,18 @@ if run_id:
                 file_name=f"{run_id}.safetensors", mime="application/octet-stream",
                 key="runs_dl_weights", on_click="ignore")
 
-        images_key = f"runs_images_{run_id}"
-        if images_key not in st.session_state:
+        # PNG rendering costs ~0.5 s a chart: only on request, kept for the open run only.
+        made_for, images = st.session_state.get("runs_images", (None, None))
+        if made_for != run_id:
+            images = None
             if st.button("Prepare chart images", key="runs_prepare",
                          help="Renders the loss chart and heatmap A as PNG and SVG (a few seconds)"):
                 with st.spinner("Rendering the charts…"):
                     try:
-                        st.session_state[images_key] = chart_files(data)
+                        images = chart_files(data)
+                        st.session_state["runs_images"] = (run_id, images)
                     except Exception as e:  # noqa: BLE001 - rendering is optional
                         st.error(f"Could not render the chart images: {e}")
-        images = st.session_state.get(images_key)
         if images:
             i1, i2, i3, i4 = st.columns(4)
             for col, (label, name, mime) in zip((i1, i2, i3, i4), (
@@ -204,7 +231,7 @@ elif len(picked) >= 2:
     loaded, labels = [], []
     for rid in picked:
         try:
-            d = store.load(rid)
+            d = load_run(rid)
         except RunError as e:
             st.error(str(e))
             continue
@@ -222,14 +249,14 @@ elif len(picked) >= 2:
         baseline = baselines.pop() if len(baselines) == 1 else None
         if baseline is None:
             st.caption("The runs are on different tasks or lengths: no common baseline is drawn.")
-        st.altair_chart(charts.loss_chart(tagged("metrics"), tagged("evals"), baseline, by="run"),
-                        key="runs_cmp_loss")
+        show_chart(charts.loss_chart(tagged("metrics"), tagged("evals"), baseline, by="run"),
+                   "runs_cmp_loss")
         probes = tagged("probes")
         if probes.empty:
             st.info("None of these runs has gradient probes to compare.")
         else:
             st.markdown("**A · Gradient reaching each time step, over training** (‖∂ℓ/∂h_t‖)")
-            st.altair_chart(charts.grad_time_heatmap(probes, "h", by="run"), key="runs_cmp_heatA")
+            show_chart(charts.grad_time_heatmap(probes, "h", by="run"), "runs_cmp_heatA")
             st.markdown("**B · Gradient by time step and gate** (latest probe of each run)")
-            st.altair_chart(charts.gate_heatmap(probes, by="run"), key="runs_cmp_heatB")
-            st.altair_chart(charts.reach_chart(tagged("summaries"), by="run"), key="runs_cmp_reach")
+            show_chart(charts.gate_heatmap(probes, by="run"), "runs_cmp_heatB")
+            show_chart(charts.reach_chart(tagged("summaries"), by="run"), "runs_cmp_reach")

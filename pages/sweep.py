@@ -1,5 +1,137 @@
-"""sweep page (placeholder)."""
+"""Sweep: success rate against sequence length, per architecture, over seeds."""
+
+import os
+
 import streamlit as st
 
-st.title("Sweep")
-st.info("Coming soon.")
+from core import charts
+from core.sweep import SWEEP_PRESETS, SweepError, SweepSpec, list_sweeps, load_sweep, summarise_sweep
+from core.sweep_job import SweepJob
+from core.tasks import TASK_NAMES
+from ui.state import run_store
+
+MAX_CELLS = int(os.environ.get("RNNLAB_MAX_SWEEP_RUNS", "120"))
+VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "lstm:forget_bias=1",
+            "lstm:no_forget_gate=true", "lstm:coupled_gates=true"]
+LENGTHS = [5, 10, 20, 30, 50, 75, 100, 150, 200, 300]
+
+st.title("Sweep: how far back can each architecture learn?")
+st.caption("A grid of short trainings (each stops once solved). Success rate against "
+           "sequence length, with 95% Wilson intervals over seeds: the law behind a single run.")
+
+
+@st.cache_resource(scope="session", on_release=lambda h: h.stop(), show_spinner=False)
+def _session_sweep() -> "_Holder":
+    return _Holder()
+
+
+class _Holder:
+    job: SweepJob | None = None
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+
+
+def _apply_preset():
+    spec = SWEEP_PRESETS[st.session_state["sweep_preset"]]
+    st.session_state.update(sweep_task=spec.tasks[0], sweep_variants=[v["name"] for v in spec.variants],
+                            sweep_lens=list(spec.seq_lens), sweep_seeds=len(spec.seeds),
+                            sweep_steps=spec.steps)
+
+
+if "sweep_task" not in st.session_state:
+    st.session_state["sweep_preset"] = next(iter(SWEEP_PRESETS))
+    _apply_preset()
+
+holder = _session_sweep()
+job = holder.job
+running = job is not None and job.alive
+
+with st.sidebar:
+    st.selectbox("Sweep preset", list(SWEEP_PRESETS), key="sweep_preset", on_change=_apply_preset)
+    st.selectbox("Task", TASK_NAMES, key="sweep_task")
+    names = VARIANTS + [v for v in st.session_state["sweep_variants"] if v not in VARIANTS]
+    st.multiselect("Architectures / variants", names, key="sweep_variants")
+    lengths = sorted(set(LENGTHS) | set(st.session_state["sweep_lens"]))
+    st.multiselect("Sequence lengths", lengths, key="sweep_lens")
+    st.number_input("Seeds", 1, 10, key="sweep_seeds")
+    st.number_input("Step budget per run", 50, 5000, step=50, key="sweep_steps")
+    st.number_input("Worker processes", 1, os.cpu_count() or 1, value=os.cpu_count() or 1,
+                    key="sweep_workers")
+
+spec, problem = None, None
+try:
+    spec = SweepSpec(tasks=(st.session_state["sweep_task"],),
+                     variants=tuple(st.session_state["sweep_variants"]),
+                     seq_lens=tuple(st.session_state["sweep_lens"]),
+                     seeds=int(st.session_state["sweep_seeds"]),
+                     steps=int(st.session_state["sweep_steps"]))
+    if len(spec.cells) > MAX_CELLS:
+        problem = f"{len(spec.cells)} runs is more than this server allows ({MAX_CELLS})."
+except SweepError as e:
+    problem = str(e)
+if problem:
+    st.error(problem)
+elif spec is not None:
+    st.markdown(f"**Grid:** {spec.describe()}")
+
+c1, c2, _ = st.columns([1.2, 1, 5])
+if c1.button("Run sweep", type="primary", disabled=running or spec is None or bool(problem)):
+    job = holder.job = SweepJob(spec, root=str(run_store().root),
+                                workers=int(st.session_state["sweep_workers"])).start()
+    running = True
+if c2.button("Stop", disabled=not running):
+    job.stop()
+
+
+def sweep_charts(results, key: str) -> None:
+    summary = summarise_sweep(results)
+    if summary.empty:
+        st.info("The charts fill in as runs finish.")
+        return
+    st.subheader("Success rate against sequence length")
+    st.altair_chart(charts.success_chart(summary), key=f"{key}_success")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.altair_chart(charts.sweep_metric_chart(summary, "median_steps_to_solve",
+                                                  "Steps to solve (median of solved runs)"),
+                        key=f"{key}_steps")
+    with c2:
+        st.altair_chart(charts.sweep_metric_chart(summary, "median_gradient_reach",
+                                                  "Gradient reach at the end (median, steps)"),
+                        key=f"{key}_reach")
+    st.dataframe(summary, hide_index=True)
+
+
+if job is not None:
+    @st.fragment(run_every=1.0 if running else None)
+    def live():
+        state = job.state
+        label = {"queued": "waiting for the server's sweep slot (one sweep at a time)"}.get(state, state)
+        st.markdown(f"**Sweep status: {label}** — {job.done} / {job.total} runs")
+        st.progress(job.done / max(1, job.total))
+        if job.error:
+            st.error(job.error)
+        sweep_charts(job.results(), "sweep_live")
+        if running and not job.alive:
+            st.rerun(scope="app")
+
+    live()
+
+st.divider()
+st.subheader("Past sweeps")
+past = list_sweeps(run_store().root)
+if past.empty:
+    st.info("No sweeps saved yet.")
+else:
+    st.dataframe(past, hide_index=True)
+    chosen = st.selectbox("Open sweep", past["sweep_id"].tolist(), index=None,
+                          placeholder="choose a sweep")
+    if chosen:
+        try:
+            data = load_sweep(run_store().root, chosen)
+            st.caption(data.spec.describe())
+            sweep_charts(data.results, "sweep_past")
+        except SweepError as e:
+            st.error(str(e))

@@ -11,10 +11,10 @@ from streamlit.testing.v1 import AppTest
 from core.archive import export_run
 from core.config import TrainConfig
 from core.jobs import TrainingJob
-from core.runs import RUNS_DIR_ENV, RunStore
+from core.runs import RunStore
+from conftest import page_path
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "pages" / "runs.py")
+PAGE = page_path("runs")
 TIMEOUT = 60
 TINY = TrainConfig(task="adding", seq_len=8, hidden_size=4, steps=20, batch_size=8,
                    eval_size=32, eval_every=5, probe_every=5)
@@ -29,35 +29,21 @@ def trained_root(tmp_path_factory) -> Path:
     return root
 
 
-def _use_store(monkeypatch, root: Path) -> RunStore:
-    from ui.state import run_store
-
-    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
-    run_store.clear()          # cached per server: each test gets its own store
-    return RunStore(root)
+@pytest.fixture
+def empty(runs_dir) -> RunStore:
+    """An empty store (conftest's runs_dir: RNNLAB_RUNS_DIR set, cached store cleared)."""
+    return RunStore(runs_dir)
 
 
 @pytest.fixture
-def empty(monkeypatch, tmp_path) -> RunStore:
-    store = _use_store(monkeypatch, tmp_path / "runs")
-    yield store
-    from ui.state import run_store
-    run_store.clear()
-
-
-@pytest.fixture
-def one_run(monkeypatch, tmp_path, trained_root) -> tuple[RunStore, str]:
-    root = tmp_path / "runs"
-    shutil.copytree(trained_root, root)
-    store = _use_store(monkeypatch, root)
-    yield store, store.ids()[0]
-    from ui.state import run_store
-    run_store.clear()
+def one_run(runs_dir, trained_root) -> tuple[RunStore, str]:
+    shutil.copytree(trained_root, runs_dir)
+    store = RunStore(runs_dir)
+    return store, store.ids()[0]
 
 
 def app() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    return at
+    return AppTest.from_file(PAGE, default_timeout=TIMEOUT)
 
 
 def texts(elements) -> str:
@@ -121,6 +107,22 @@ def test_unknown_run_in_url_is_ignored(one_run):
     at.run()
     assert not at.exception
     assert at.selectbox(key="runs_open").value is None
+    assert "not in the run store" in texts(at.warning)
+
+
+def test_switching_runs_follows_the_selectbox(one_run):
+    store, run_id = one_run
+    from core.archive import import_run
+    other = import_run(store, export_run(store, run_id), "copy.zip")
+    at = app().run()
+    at.selectbox(key="runs_open").select(run_id).run()
+    assert at.selectbox(key="runs_open").value == run_id
+    at.selectbox(key="runs_open").select(other).run()      # the old ?run= must not win
+    assert not at.exception
+    assert at.selectbox(key="runs_open").value == other
+    assert other in str(at.query_params["run"])
+    at.run()
+    assert at.selectbox(key="runs_open").value == other
 
 
 def test_prepare_chart_images(one_run):
@@ -228,4 +230,16 @@ def test_run_training_in_this_server_is_live_and_not_deletable(one_run, monkeypa
     assert "still training" in texts(at.info)
     assert at.checkbox(key=f"runs_confirm_{run_id}").disabled
     assert at.button(key="runs_delete").disabled
+    assert store.ids() == [run_id]
+
+
+def test_upload_refused_when_the_store_is_full(one_run, monkeypatch):
+    store, run_id = one_run
+    monkeypatch.setenv("RNNLAB_MAX_STORED_RUNS", "1")
+    at = app().run()
+    at.file_uploader(key="runs_upload").set_value(
+        ("run.zip", export_run(store, run_id), "application/zip"))
+    at.run()
+    assert not at.exception
+    assert "run store is full" in texts(at.error)
     assert store.ids() == [run_id]

@@ -294,7 +294,18 @@ def try_wait_idle(page, timeout: float = 5.0) -> bool:
         return False
 
 
-def check_no_page_not_found(page, path: str) -> None:
+def check_navigation(page, path: str) -> None:
+    """Fail clearly on the two ways Streamlit 1.67 can serve something else than the
+    st.navigation page the contract names: legacy pages/-folder navigation, and the
+    'Page not found' dialog (after which the default page runs instead)."""
+    links = [t.split("\n")[-1].strip() for t in page.locator(NAV_LINK).all_inner_texts()]
+    if "app" in links:
+        raise AppError(
+            f"Opening /{path.lstrip('/')} ran Streamlit's legacy pages/-folder navigation, not "
+            f"app.py's st.navigation: sidebar links are {links}. Streamlit 1.67 uses the "
+            "pages/ directory next to app.py (PagesManager.uses_pages_directory) until some "
+            "session has run app.py's st.navigation, so a first visit to /<page> runs "
+            "pages/<page>.py directly (no set_page_config, titles = file names).")
     dialog = page.locator('[data-testid="stDialog"]').filter(has_text="Page not found")
     if dialog.count():
         raise AppError(
@@ -336,7 +347,7 @@ def open_page(page, server, path: str, params: dict | None = None, *,
     if getattr(server, "first_interactive_s", "missing") is None:
         server.first_interactive_s = server.since_start()
     page.wait_for_timeout(300)  # let a 'Page not found' dialog, if any, arrive
-    check_no_page_not_found(page, path)
+    check_navigation(page, path)
     return elapsed
 
 

@@ -13,6 +13,8 @@ Prints a small table and one JSON line with:
                        while training (observed for ``--observe`` seconds)
 * ``page_steps_per_s`` training speed with the page open (status.json of the run)
 * ``cli_steps_per_s``  the same configuration through ``python -m core train``
+* ``load_1m_before_*`` the machine's 1-minute load average before each phase (the
+                       numbers mean little on a machine that others load)
 
 The server gets its own runs directory and RNNLAB_MAX_TRAININGS=2; the CLI runs
 after the server is stopped, so the two speeds do not compete for the cores.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -70,6 +73,7 @@ def measure_browser(config: dict, observe_s: float, workdir: Path) -> dict:
         browser = h.launch_browser(pw)  # before the server: browser start-up is not counted
         server = h.AppServer(runs_dir=workdir / "runs", log_dir=workdir / "logs", max_trainings=2)
         try:
+            out["load_1m_before_page"] = os.getloadavg()[0]
             server.start(timeout=60)
             out["health_s"] = server.health_s
             context = browser.new_context(viewport=h.VIEWPORT)
@@ -119,6 +123,7 @@ def measure_browser(config: dict, observe_s: float, workdir: Path) -> dict:
 
 
 def measure_cli(config: dict, workdir: Path) -> dict:
+    load = os.getloadavg()[0]
     cmd = [h._venv_python(), "-m", "core", "train", "--out", str(workdir / "cli-runs"), "--quiet"]
     for k, v in config.items():
         cmd += ["--" + k.replace("_", "-"), str(v)]
@@ -128,7 +133,7 @@ def measure_cli(config: dict, workdir: Path) -> dict:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     res = json.loads(lines[-1])
     return {"cli_steps_per_s": res.get("steps_per_s"), "cli_wall_s": res.get("wall_s"),
-            "cli_status": res.get("status")}
+            "cli_status": res.get("status"), "load_1m_before_cli": load}
 
 
 def _fmt(v, unit=""):
@@ -176,6 +181,9 @@ def main(argv=None) -> int:
          + f"  ({res.get('cli_status')}, {_fmt(res.get('cli_wall_s'), ' s')})"),
         ("page / CLI", _fmt(ratio)),
     ]
+    rows.append(("1-min load average before page / CLI",
+                 f"{_fmt(res.get('load_1m_before_page'))} / {_fmt(res.get('load_1m_before_cli'))}"
+                 f"  ({os.cpu_count()} cores)"))
     width = max(len(r[0]) for r in rows)
     print(f"config: {cfg}")
     for name, val in rows:

@@ -24,9 +24,13 @@ from harness import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
+LONG_STEPS = 20000
+
 
 def test_train_shows_live_charts_then_stop(app_server, page, tmp_path):
-    params = dict(TINY, steps=100000, seed=1)
+    # Long enough to keep running while we watch (the app caps steps at
+    # RNNLAB_MAX_STEPS, 20000 by default, below the engine's 100000).
+    params = dict(TINY, steps=LONG_STEPS, seed=1)
     open_page(page, app_server, "train", params, ready=train_button)
     try_wait_idle(page)
     t_click = time.monotonic()
@@ -45,7 +49,7 @@ def test_train_shows_live_charts_then_stop(app_server, page, tmp_path):
     page.wait_for_timeout(2000)
     cap2 = wait_until(page, lambda: step_caption(page), 30, "caption 'Step N / M'")
     svg2 = loss_chart(page).inner_html()
-    assert cap1[1] == cap2[1] == 100000, f"caption total steps: {cap1} then {cap2}"
+    assert cap1[1] == cap2[1] == LONG_STEPS, f"caption total steps: {cap1} then {cap2}"
     assert cap2[0] > cap1[0], f"caption did not advance in 2 s: {cap1} then {cap2}"
     assert svg1 != svg2, "the loss chart's rendering did not change in 2 s of training"
 
