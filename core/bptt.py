@@ -2,40 +2,49 @@
 
 :func:`core.probe.probe` measures ∂ℓ/∂q_t by asking autograd for the gradient of
 every per-step tensor of the explicit unroll. That is the *reference* definition,
-but it builds a graph of ~15 nodes per time step and retains all their
-gradients, which costs ~3x a plain training step. Here the same numbers come
+but it builds a graph of ~15 nodes per time step and keeps every one of their
+gradients, which costs several plain training steps. Here the same numbers come
 from the analytic backward pass of each cell, run once over the whole batch:
 
-* the **forward** pass runs the cell equations step by step into preallocated
-  time-major buffers (step t's h_t, c_t and gate activations), with the input
-  projection W_ih x_t + b of all steps done as one matmul before the loop;
+* the **forward** pass runs the cell equations step by step, writing each step's
+  h_t, c_t and gate activations into preallocated time-major buffers; the input
+  projection W_ih x_t + b of all steps is one matmul before the loop;
 * the **readout and loss** (a Linear layer and the task's loss) are left to
-  autograd: it hands back ∂ℓ/∂h_t *from the readout at step t* (written dy_t);
-* the **backward** pass walks t = T−1 … 0 and applies the chain rule of the
-  cell by hand. Each step produces the *total* derivatives ∂ℓ/∂h_t, ∂ℓ/∂c_t and
-  ∂ℓ/∂(gate pre-activation) that the probe reports, and nothing else;
+  autograd, which hands back dy_t = ∂ℓ/∂h_t *through the readout of step t
+  only*: the gradient that enters the recurrence at step t;
+* the **backward** pass walks t = T−1 … 0 and applies the chain rule of the cell
+  by hand. It produces exactly the *total* derivatives ∂ℓ/∂h_t, ∂ℓ/∂c_t and
+  δ_t = ∂ℓ/∂(gate pre-activations) that the probe reports, and nothing more.
+  Everything elementwise that does not depend on the gradient (σ'(·), tanh'(·),
+  products of gates) is computed for all steps at once before the loop, so the
+  loop itself is one small matmul and a few multiplies per step;
 * the **parameter gradients** are then a few large matmuls over all steps at
   once, e.g. ∂ℓ/∂W_hh = Σ_t δ_tᵀ h_{t−1} is one (T·B)-row matmul.
 
-Shapes: B sequences, T steps, H hidden units. Buffers are time-major (T, B, ·)
-so that one step's slice is contiguous. A "pre-activation" is the argument of
-the gate's nonlinearity, in torch's gate order (LSTM i, f, g, o; GRU r, z, n).
-Because sequences in a batch do not interact, the backward pass of Σ_b ℓ_b gives
-every per-sequence ∂ℓ_b/∂q_{t,b} at once (exactly as in :mod:`core.probe`); the
-parameter gradients are those of the *mean* loss, so they are divided by B.
+Shapes: B sequences, T steps, H hidden units; buffers are time-major (T, B, ·)
+so that one step's slice is contiguous. A gate's "pre-activation" is the
+argument of its nonlinearity, in torch's gate order (LSTM i, f, g, o; GRU r, z,
+n). Since sequences in a batch do not interact, the backward pass of Σ_b ℓ_b
+gives every per-sequence ∂ℓ_b/∂q_{t,b} at once, as in :mod:`core.probe`; the
+parameter gradients are those of the *mean* loss (divided by B).
 
-Numerically this is the same computation as the reference: in float64 the
-profile agrees with :func:`core.probe.probe` to ~1e-12 (tests/test_bptt.py).
+It is the same computation as the reference, only organised differently: in
+float64 the profile agrees with :func:`core.probe.probe` to ~1e-15
+(tests/test_bptt.py), and it is exact for every architecture and variant.
+
+Derivatives used below: σ'(a) = σ(a)(1 − σ(a)), tanh'(a) = 1 − tanh²(a),
+relu'(a) = [a > 0]; ⊙ is the elementwise product. Steps are written in "row
+form" (a batch of row vectors): W h becomes h Wᵀ and Wᵀ δ becomes δ W.
 
 Public functions:
 
 * :func:`fast_probe` — drop-in for :func:`core.probe.probe` (same ProbeResult).
-* :func:`fast_train_step` — the same pass without the probe bookkeeping: sets
+* :func:`fast_train_step` — the same pass without the probe's bookkeeping: sets
   ``p.grad`` of every parameter, returns (mean loss, outputs).
 * :func:`backprop` — the raw pass: every per-step gradient as a tensor.
-* :func:`use_fast_path` — whether the trainer should use this module;
+* :func:`use_fast_probe`, :func:`use_fast_train` — what the trainer uses.
   ``RNNLAB_REFERENCE_PROBE=1`` in the environment (or ``core.bptt.REFERENCE =
-  True``) sends the trainer back to the reference implementations.
+  True``) sends the trainer back to :func:`core.probe.probe` and torch.nn.
 """
 
 from __future__ import annotations
@@ -46,26 +55,34 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from torch.nn import functional as F
 
 from core.models import SequenceModel
-from core.probe import ProbeResult, summarise
+from core.probe import ProbeResult, summarise_arrays
 from core.tasks import Task
 
 Tensor = torch.Tensor
 
-#: Escape hatch: when True the trainer uses core.probe.probe and torch.nn's fused
-#: training step, never this module. Set from the environment at import time.
+#: Escape hatch: when True the trainer uses the reference probe (core.probe.probe)
+#: and torch.nn's fused module for every step, never this module.
 REFERENCE = os.environ.get("RNNLAB_REFERENCE_PROBE", "").strip().lower() not in ("", "0", "false", "no")
 
+#: Architectures whose plain training step is faster here than through torch.nn
+#: (measured by ``python -m bench``, see BENCHMARKS.md): torch.nn's GRU and RNN
+#: run a per-step autograd graph on CPU, while its LSTM has a fused oneDNN kernel.
+#: LSTM variants (no forget gate, CIFG) have no fused kernel at all.
+FASTER_THAN_TORCH = ("rnn_tanh", "rnn_relu", "gru")
 
-def use_fast_path(model: SequenceModel) -> bool:
-    """True unless the reference implementation was asked for (see ``REFERENCE``).
 
-    Every architecture and variant the app builds is supported, so this is only
-    the escape hatch; it is a function so that the trainer reads it at run time.
-    """
-    return not REFERENCE and model.arch in _FORWARD
+def use_fast_probe(model: SequenceModel) -> bool:
+    """Whether probed training steps should use :func:`fast_probe` (all archs, exact)."""
+    return not REFERENCE and model.arch in _PASSES
+
+
+def use_fast_train(model: SequenceModel) -> bool:
+    """Whether unprobed training steps should use :func:`fast_train_step`."""
+    if REFERENCE or model.arch not in _PASSES:
+        return False
+    return model.arch in FASTER_THAN_TORCH or not model.recurrent.uses_fused
 
 
 @dataclass
@@ -73,11 +90,11 @@ class Backprop:
     """What one hand-written forward/backward pass over a batch yields.
 
     ``states`` maps h (and c for the LSTM) to a (T, B, H) tensor of total
-    derivatives ∂ℓ_b/∂q_{t,b} of the per-sequence losses; ``gates`` maps each gate
-    name to its pre-activation gradient (T, B, H); ``activations`` maps a gate name
-    to its (T,) mean activation over batch and units (the same gates as the
-    reference probe records). ``param_grads`` are gradients of the *mean* loss in
-    ``model.parameters()`` order.
+    derivatives ∂ℓ_b/∂q_{t,b} of the per-sequence losses; ``gates`` maps each
+    gate name to its pre-activation gradient (T, B, H) (possibly a strided view);
+    ``activations`` maps a gate name to its (T,) mean activation over batch and
+    units (the gates the reference probe records). ``param_grads`` are gradients
+    of the *mean* loss in ``model.parameters()`` order.
     """
 
     per_seq: Tensor  # (B,) per-sequence losses ℓ_b
@@ -107,33 +124,50 @@ def _input_projection(x_tm: Tensor, w_ih: Tensor, bias: Tensor) -> Tensor:
     return torch.addmm(bias, x_tm.reshape(T * B, n_in), w_ih.t()).view(T, B, -1)
 
 
-def _flat(v: Tensor) -> Tensor:
-    """(T, B, k) → (T·B, k): all steps stacked as rows, for the parameter matmuls."""
-    return v.reshape(-1, v.shape[-1])
+def _matmul_grad(delta: Tensor, inputs: Tensor, with_bias: bool) -> tuple[Tensor, Tensor | None]:
+    """∂ℓ/∂W = Σ_{t,b} δ_{t,b}ᵀ v_{t,b} (and ∂ℓ/∂b = Σ_{t,b} δ_{t,b}) for a map v ↦ W v + b.
+
+    ``delta`` (T, B, rows) and ``inputs`` (T, B, cols) hold all steps, so the sum
+    over steps and sequences is a single matmul over T·B rows. The bias gradient
+    rides along as a column of ones appended to v. (Computed as (vᵀ δ)ᵀ: MKL is
+    much faster that way round for the thin matrices here.)
+    """
+    d = delta.reshape(-1, delta.shape[-1])
+    v = inputs.reshape(-1, inputs.shape[-1])
+    if with_bias:
+        v = torch.cat([v, v.new_ones(v.shape[0], 1)], dim=1)
+    g = torch.mm(v.t(), d).t()
+    if with_bias:
+        return g[:, :-1].contiguous(), g[:, -1].contiguous()
+    return g.contiguous(), None
 
 
 def _readout_backward(model: SequenceModel, task: Task, h_tm: Tensor, y: Tensor):
     """Readout and loss by autograd, on the (T, B, H) hidden states.
 
     Returns (per-sequence losses, outputs (B, T, out), dy (T, B, H), readout grads)
-    where dy_t = ∂(Σ_b ℓ_b)/∂h_t through the readout of step t only: the gradient
-    that *enters* the recurrence at step t.
+    where dy_t = ∂(Σ_b ℓ_b)/∂h_t through the readout of step t only.
     """
     with torch.enable_grad():
         h_leaf = h_tm.detach().requires_grad_(True)
         out_tm = model.readout(h_leaf)  # y_t = W_out h_t + b_out, all steps at once
-        outputs = out_tm.transpose(0, 1)  # (B, T, out) as the task expects
+        outputs = out_tm.transpose(0, 1)  # (B, T, out), as the task expects
         per_seq = task.loss(outputs, y)
         readout_params = list(model.readout.parameters())
         grads = torch.autograd.grad(per_seq.sum(), [h_leaf, *readout_params])
-    return per_seq.detach(), outputs.detach().contiguous(), grads[0], list(grads[1:])
+    return per_seq.detach(), outputs.detach().contiguous(), grads[0].contiguous(), list(grads[1:])
+
+
+def _one_minus_square(v: Tensor, out: Tensor | None = None) -> Tensor:
+    """1 − v² in one pass (tanh' from the tanh's output)."""
+    return torch.addcmul(torch.ones((), dtype=v.dtype), v, v, value=-1.0, out=out)
 
 
 # --------------------------------------------------------------------------- tanh / relu RNN
 
 
 def _rnn_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bool) -> Backprop:
-    """Elman RNN:  h_t = φ(a_t),  a_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh."""
+    """Elman RNN:  a_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh,  h_t = φ(a_t)."""
     layer = model.recurrent
     w_ih, w_hh, b_ih, b_hh = _weights(layer)
     x_tm = x.transpose(0, 1)
@@ -143,36 +177,38 @@ def _rnn_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
 
     # ---- forward
     # hs[t + 1] = h_t and hs[0] = h_{−1} = 0, so hs[:-1] are the inputs h_{t−1}.
-    hs = x.new_zeros(T + 1, B, H)
+    hs = x.new_empty(T + 1, B, H)
+    hs[0].zero_()
     gx = _input_projection(x_tm, w_ih, b_ih + b_hh)  # W_ih x_t + b_ih + b_hh, every t
     w_hh_t = w_hh.t()
-    h_steps, gx_steps = hs.unbind(0), gx.unbind(0)
+    h_, gx_ = hs.unbind(0), gx.unbind(0)
     phi_ = torch.Tensor.relu_ if relu else torch.Tensor.tanh_
     for t in range(T):
-        h = torch.addmm(gx_steps[t], h_steps[t], w_hh_t, out=h_steps[t + 1])  # a_t
-        phi_(h)  # h_t = φ(a_t)
+        a = torch.addmm(gx_[t], h_[t], w_hh_t, out=h_[t + 1])  # a_t = … + W_hh h_{t−1}
+        phi_(a)  # h_t = φ(a_t)
     h_out = hs[1:]
 
     per_seq, outputs, dy, readout_grads = _readout_backward(model, task, h_out, y)
 
     # ---- backward
     # φ'(a_t) from the output alone: tanh' = 1 − h_t², relu' = [h_t > 0].
-    dphi = (h_out > 0).to(h_out.dtype) if relu else 1.0 - h_out * h_out
-    dh = torch.empty_like(h_out)  # ∂ℓ/∂h_t (total)
-    da = x.new_zeros(T + 1, B, H)  # ∂ℓ/∂a_t; da[T] = 0: nothing after the last step
-    dh_steps, da_steps, dy_steps, dphi_steps = dh.unbind(0), da.unbind(0), dy.unbind(0), dphi.unbind(0)
+    dphi = (h_out > 0).to(h_out.dtype) if relu else _one_minus_square(h_out)
+    dh = x.new_empty(T, B, H)  # ∂ℓ/∂h_t (total)
+    da = x.new_empty(T + 1, B, H)  # δ_t = ∂ℓ/∂a_t;  δ_T = 0: nothing after the last step
+    da[T].zero_()
+    dh_, da_, dy_, dphi_ = dh.unbind(0), da.unbind(0), dy.unbind(0), dphi.unbind(0)
     for t in range(T - 1, -1, -1):
-        # ∂ℓ/∂h_t = dy_t + W_hhᵀ ∂ℓ/∂a_{t+1}      (row form: δ_{t+1} W_hh)
-        torch.addmm(dy_steps[t], da_steps[t + 1], w_hh, out=dh_steps[t])
-        # ∂ℓ/∂a_t = ∂ℓ/∂h_t ⊙ φ'(a_t)
-        torch.mul(dh_steps[t], dphi_steps[t], out=da_steps[t])
+        # ∂ℓ/∂h_t = dy_t + W_hhᵀ δ_{t+1}          (h_t feeds the readout and step t+1)
+        torch.addmm(dy_[t], da_[t + 1], w_hh, out=dh_[t])
+        # δ_t = ∂ℓ/∂h_t ⊙ φ'(a_t)
+        torch.mul(dh_[t], dphi_[t], out=da_[t])
 
-    # ---- parameter gradients: Σ over steps (and sequences) as single matmuls
-    da_flat = _flat(da[:T])
-    d_w_ih = da_flat.t() @ _flat(x_tm)  # ∂ℓ/∂W_ih = Σ_t δ_tᵀ x_t
-    d_w_hh = da_flat.t() @ _flat(hs[:T])  # ∂ℓ/∂W_hh = Σ_t δ_tᵀ h_{t−1}
-    d_b = da_flat.sum(0)  # ∂ℓ/∂b_ih = ∂ℓ/∂b_hh = Σ_t δ_t
-    result = Backprop(per_seq, outputs, _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b], readout_grads, B))
+    # ---- parameter gradients (a_t is linear in W_ih, W_hh and both biases)
+    da = da[:T]
+    d_w_ih, d_b = _matmul_grad(da, x_tm, with_bias=True)  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
+    d_w_hh, _ = _matmul_grad(da, hs[:T], with_bias=False)  # Σ_t δ_tᵀ h_{t−1}
+    grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b.clone()], readout_grads, B)
+    result = Backprop(per_seq, outputs, grads)
     if record:
         result.states = {"h": dh}
     return result
@@ -199,92 +235,93 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
 
     # ---- forward
     pre = _input_projection(x_tm, w_ih, b_ih + b_hh)  # W_ih x_t + b_ih + b_hh, every t
-    # act[t] holds (i_t, f_t, g_t, o_t). One extra zero step at T makes f_T = 0,
-    # so the backward loop needs no special case for its first step.
-    act = x.new_zeros(T + 1, B, 4 * H)
-    hs = x.new_zeros(T + 1, B, H)  # hs[t + 1] = h_t, hs[0] = h_{−1} = 0
-    cs = x.new_zeros(T + 1, B, H)  # cs[t + 1] = c_t, cs[0] = c_{−1} = 0
-    tanh_c = torch.empty(T, B, H, dtype=x.dtype)  # tanh(c_t), reused by the backward pass
+    # act[t] = (i_t, f_t, g_t, o_t). An extra all-zero step T makes f_T = 0, so the
+    # backward loop needs no special case at its first step.
+    act = x.new_empty(T + 1, B, 4 * H)
+    act[T].zero_()
+    hs = x.new_empty(T + 1, B, H)  # hs[t + 1] = h_t, hs[0] = h_{−1} = 0
+    cs = x.new_empty(T + 1, B, H)  # cs[t + 1] = c_t, cs[0] = c_{−1} = 0
+    hs[0].zero_()
+    cs[0].zero_()
+    tanh_c = x.new_empty(T, B, H)  # tanh(c_t), reused by the backward pass
     i_, f_, g_, o_ = (v.unbind(0) for v in act.split(H, dim=2))
-    pre_g = pre[:, :, 2 * H : 3 * H].unbind(0)
-    pre_steps, act_steps = pre.unbind(0), act.unbind(0)
-    h_steps, c_steps, tc_steps = hs.unbind(0), cs.unbind(0), tanh_c.unbind(0)
+    pre_, pre_g = pre.unbind(0), pre[:, :, 2 * H : 3 * H].unbind(0)
+    act_, h_, c_, tc_ = act.unbind(0), hs.unbind(0), cs.unbind(0), tanh_c.unbind(0)
     w_hh_t = w_hh.t()
     for t in range(T):
-        p = pre_steps[t].addmm_(h_steps[t], w_hh_t)  # pre_t += W_hh h_{t−1}
-        torch.sigmoid(p, out=act_steps[t])  # i_t, f_t, o_t = σ(pre_t)  (g's block redone below)
+        p = pre_[t].addmm_(h_[t], w_hh_t)  # pre_t += W_hh h_{t−1}
+        torch.sigmoid(p, out=act_[t])  # i_t, f_t, o_t = σ(pre_t)   (g's block is redone next)
         torch.tanh(pre_g[t], out=g_[t])  # g_t = tanh(pre_t^g)
         if no_forget:
             f_[t].fill_(1.0)  # f_t ≡ 1: the constant error carousel
         elif coupled:
             torch.neg(f_[t], out=i_[t]).add_(1.0)  # CIFG: i_t = 1 − f_t
-        c = torch.mul(f_[t], c_steps[t], out=c_steps[t + 1])  # f_t ⊙ c_{t−1}
+        c = torch.mul(f_[t], c_[t], out=c_[t + 1])  # f_t ⊙ c_{t−1}
         c.addcmul_(i_[t], g_[t])  # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
-        torch.tanh(c, out=tc_steps[t])  # tanh(c_t)
-        torch.mul(o_[t], tc_steps[t], out=h_steps[t + 1])  # h_t = o_t ⊙ tanh(c_t)
+        torch.tanh(c, out=tc_[t])  # tanh(c_t)
+        torch.mul(o_[t], tc_[t], out=h_[t + 1])  # h_t = o_t ⊙ tanh(c_t)
     h_out = hs[1:]
 
     per_seq, outputs, dy, readout_grads = _readout_backward(model, task, h_out, y)
 
     # ---- backward
-    # Local derivatives of all steps at once (elementwise, before the loop):
+    # Local derivatives of every step, before the loop. With δ_t = ∂ℓ/∂pre_t:
+    #   δ^i = ∂ℓ/∂c ⊙ g ⊙ σ'(i)     δ^f = ∂ℓ/∂c ⊙ c_{t−1} ⊙ σ'(f)
+    #   δ^g = ∂ℓ/∂c ⊙ i ⊙ tanh'(g)  δ^o = ∂ℓ/∂h ⊙ tanh(c) ⊙ σ'(o)
+    # k holds the factors multiplying ∂ℓ/∂c (blocks i, f, g) and ∂ℓ/∂h (block o).
     a = act[:T]
     i, f, g, o = a.split(H, dim=2)
-    c_prev = cs[:T]
-    # ∂h_t/∂c_t = o_t ⊙ (1 − tanh²(c_t))   (the direct path through h_t = o_t ⊙ tanh(c_t))
-    dh_dc = o * (1.0 - tanh_c * tanh_c)
-    # k[t] turns ∂ℓ/∂c_t into the pre-activation gradients of i, f, g (σ' = σ(1 − σ), tanh' = 1 − tanh²)
-    # and ∂ℓ/∂h_t into that of o:
-    k = torch.empty(T, B, 4 * H, dtype=x.dtype)
+    k = torch.addcmul(a, a, a, value=-1.0)  # σ(1 − σ) = σ' for i, f, o
     k_i, k_f, k_g, k_o = k.split(H, dim=2)
+    _one_minus_square(g, out=k_g)  # tanh' = 1 − g² for g
     if coupled:
-        k_i.zero_()  # i_t = 1 − f_t does not read pre^i
-        # ∂c_t/∂pre^f = (c_{t−1} − g_t) ⊙ f_t(1 − f_t)   (f_t appears twice: f ⊙ c + (1 − f) ⊙ g)
-        torch.mul(c_prev - g, f * (1.0 - f), out=k_f)
+        # i_t = 1 − f_t reads pre^f, not pre^i: c_t = f ⊙ c_{t−1} + (1 − f) ⊙ g, so
+        # ∂c_t/∂pre^f = (c_{t−1} − g_t) ⊙ σ'(f), and pre^i has no effect.
+        k_f.mul_(cs[:T] - g)
+        k_i.zero_()
     else:
-        torch.mul(g, i * (1.0 - i), out=k_i)  # ∂c_t/∂pre^i = g_t ⊙ i_t(1 − i_t)
+        k_i.mul_(g)  # ∂c_t/∂pre^i = g_t ⊙ σ'(i)
         if no_forget:
             k_f.zero_()  # f_t ≡ 1 does not read pre^f
         else:
-            torch.mul(c_prev, f * (1.0 - f), out=k_f)  # ∂c_t/∂pre^f = c_{t−1} ⊙ f_t(1 − f_t)
-    torch.mul(i, 1.0 - g * g, out=k_g)  # ∂c_t/∂pre^g = i_t ⊙ (1 − g_t²)
-    torch.mul(tanh_c, o * (1.0 - o), out=k_o)  # ∂h_t/∂pre^o = tanh(c_t) ⊙ o_t(1 − o_t)
+            k_f.mul_(cs[:T])  # ∂c_t/∂pre^f = c_{t−1} ⊙ σ'(f)
+    k_g.mul_(i)  # ∂c_t/∂pre^g = i_t ⊙ tanh'(g)
+    k_o.mul_(tanh_c)  # ∂h_t/∂pre^o = tanh(c_t) ⊙ σ'(o)
+    dh_dc = _one_minus_square(tanh_c).mul_(o)  # ∂h_t/∂c_t = o_t ⊙ tanh'(c_t)
 
-    dh = torch.empty(T, B, H, dtype=x.dtype)  # ∂ℓ/∂h_t (total)
-    dc = x.new_zeros(T + 1, B, H)  # ∂ℓ/∂c_t (total); dc[T] = 0
-    dpre = x.new_zeros(T + 1, B, 4 * H)  # δ_t = ∂ℓ/∂pre_t; δ_T = 0
-    f_next = act[1:, :, H : 2 * H].unbind(0)  # f_{t+1} (f_T = 0 from the padding step)
-    dh_steps, dc_steps, dy_steps = dh.unbind(0), dc.unbind(0), dy.unbind(0)
-    dpre_steps, dh_dc_steps = dpre.unbind(0), dh_dc.unbind(0)
+    dh = x.new_empty(T, B, H)  # ∂ℓ/∂h_t (total)
+    dc = x.new_empty(T + 1, B, H)  # ∂ℓ/∂c_t (total); ∂ℓ/∂c_T = 0
+    dpre = x.new_empty(T + 1, B, 4 * H)  # δ_t; δ_T = 0
+    dc[T].zero_()
+    dpre[T].zero_()
+    f_next = act[1:, :, H : 2 * H].unbind(0)  # f_{t+1}  (f_T = 0: the padding step)
+    dh_, dc_, dy_, dpre_, dh_dc_ = dh.unbind(0), dc.unbind(0), dy.unbind(0), dpre.unbind(0), dh_dc.unbind(0)
+    dc_b = dc.unsqueeze(2).unbind(0)  # ∂ℓ/∂c_t as (B, 1, H), to broadcast over three gates
     k_ifg = k[:, :, : 3 * H].view(T, B, 3, H).unbind(0)
-    k_o_steps = k_o.unbind(0)
     dpre_ifg = dpre[:, :, : 3 * H].view(T + 1, B, 3, H).unbind(0)
-    dpre_o = dpre[:, :, 3 * H :].unbind(0)
+    k_o_, dpre_o = k_o.unbind(0), dpre[:, :, 3 * H :].unbind(0)
     for t in range(T - 1, -1, -1):
-        # ∂ℓ/∂h_t = dy_t + W_hhᵀ δ_{t+1}             (h_t feeds step t+1's four gates)
-        d_h = torch.addmm(dy_steps[t], dpre_steps[t + 1], w_hh, out=dh_steps[t])
+        # ∂ℓ/∂h_t = dy_t + W_hhᵀ δ_{t+1}                 (h_t feeds the readout and step t+1)
+        d_h = torch.addmm(dy_[t], dpre_[t + 1], w_hh, out=dh_[t])
         # ∂ℓ/∂c_t = ∂ℓ/∂h_t ⊙ ∂h_t/∂c_t + ∂ℓ/∂c_{t+1} ⊙ f_{t+1}   (through h_t, and along the cell)
-        d_c = torch.mul(dc_steps[t + 1], f_next[t], out=dc_steps[t])
-        d_c.addcmul_(d_h, dh_dc_steps[t])
-        # δ_t^{i,f,g} = ∂ℓ/∂c_t ⊙ k_t^{i,f,g}            (one broadcast multiply for three gates)
-        torch.mul(d_c.unsqueeze(1), k_ifg[t], out=dpre_ifg[t])
-        # δ_t^o = ∂ℓ/∂h_t ⊙ tanh(c_t) ⊙ o_t(1 − o_t)
-        torch.mul(d_h, k_o_steps[t], out=dpre_o[t])
+        torch.mul(dc_[t + 1], f_next[t], out=dc_[t]).addcmul_(d_h, dh_dc_[t])
+        # δ_t^{i,f,g} = ∂ℓ/∂c_t ⊙ k_t^{i,f,g}             (one broadcast multiply for three gates)
+        torch.mul(dc_b[t], k_ifg[t], out=dpre_ifg[t])
+        # δ_t^o = ∂ℓ/∂h_t ⊙ tanh(c_t) ⊙ σ'(o_t)
+        torch.mul(d_h, k_o_[t], out=dpre_o[t])
 
     # ---- parameter gradients (pre_t is linear in W_ih, W_hh and both biases)
-    d_flat = _flat(dpre[:T])
-    d_w_ih = d_flat.t() @ _flat(x_tm)  # ∂ℓ/∂W_ih = Σ_t δ_tᵀ x_t
-    d_w_hh = d_flat.t() @ _flat(hs[:T])  # ∂ℓ/∂W_hh = Σ_t δ_tᵀ h_{t−1}
-    d_b = d_flat.sum(0)  # ∂ℓ/∂b_ih = ∂ℓ/∂b_hh = Σ_t δ_t
-    result = Backprop(per_seq, outputs, _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b], readout_grads, B))
+    dpre = dpre[:T]
+    d_w_ih, d_b = _matmul_grad(dpre, x_tm, with_bias=True)  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
+    d_w_hh, _ = _matmul_grad(dpre, hs[:T], with_bias=False)  # Σ_t δ_tᵀ h_{t−1}
+    grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b.clone()], readout_grads, B)
+    result = Backprop(per_seq, outputs, grads)
     if record:
         result.states = {"h": dh, "c": dc[:T]}
-        d_i, d_f, d_g, d_o = dpre[:T].split(H, dim=2)
-        result.gates = {"i": d_i, "f": d_f, "g": d_g, "o": d_o}
+        result.gates = dict(zip("ifgo", dpre.split(H, dim=2)))
         # The reference records i, f, o (f ≡ 1 without forget gate; i = 1 − f for CIFG).
-        result.activations = {
-            "i": i.mean(dim=(1, 2)), "f": f.mean(dim=(1, 2)), "o": o.mean(dim=(1, 2)),
-        }
+        means = a.view(T, B, 4, H).mean(dim=(1, 3))  # (T, 4): mean of each gate per step
+        result.activations = {"i": means[:, 0], "f": means[:, 1], "o": means[:, 3]}
     return result
 
 
@@ -308,87 +345,91 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
 
     # ---- forward
     gx = _input_projection(x_tm, w_ih, b_ih)  # W_ih x_t + b_ih, every t
-    s = torch.empty(T, B, 3 * H, dtype=x.dtype)  # s_t = W_hh h_{t−1} + b_hh
-    # act[t] holds (r_t, z_t, n_t); one zero step at T makes z_T = 0 for the backward loop.
-    act = x.new_zeros(T + 1, B, 3 * H)
-    hs = x.new_zeros(T + 1, B, H)  # hs[t + 1] = h_t, hs[0] = h_{−1} = 0
-    diff = torch.empty(B, H, dtype=x.dtype)
+    s = x.new_empty(T, B, 3 * H)  # s_t = W_hh h_{t−1} + b_hh
+    # rz[t] = (r_t, z_t) and n[t] = n_t in buffers of their own, so that σ and tanh
+    # run on contiguous memory (twice as fast on CPU as on a strided slice).
+    # rz has one all-zero step T (z_T = 0) so the backward loop needs no special case.
+    rz = x.new_empty(T + 1, B, H2)
+    rz[T].zero_()
+    n = x.new_empty(T, B, H)
+    hs = x.new_empty(T + 1, B, H)  # hs[t + 1] = h_t, hs[0] = h_{−1} = 0
+    hs[0].zero_()
+    diff = x.new_empty(B, H)
     gx_rz, gx_n = (v.unbind(0) for v in gx.split([H2, H], dim=2))
-    s_steps = s.unbind(0)
-    s_rz, s_n = (v.unbind(0) for v in s.split([H2, H], dim=2))
-    rz_, r_, z_, n_ = (v.unbind(0) for v in (act[:, :, :H2], *act.split(H, dim=2)))
-    h_steps = hs.unbind(0)
+    s_, s_rz, s_n = s.unbind(0), s[:, :, :H2].unbind(0), s[:, :, H2:].unbind(0)
+    rz_, r_, z_ = rz.unbind(0), rz[:, :, :H].unbind(0), rz[:, :, H:].unbind(0)
+    n_, h_ = n.unbind(0), hs.unbind(0)
     w_hh_t = w_hh.t()
     for t in range(T):
-        torch.addmm(b_hh, h_steps[t], w_hh_t, out=s_steps[t])  # s_t = W_hh h_{t−1} + b_hh
-        rz = torch.add(gx_rz[t], s_rz[t], out=rz_[t])  # pre-activations of r_t and z_t
-        rz.sigmoid_()  # r_t, z_t = σ(·)
-        n = torch.addcmul(gx_n[t], r_[t], s_n[t], out=n_[t])  # W_in x_t + b_in + r_t ⊙ s_t^n
-        n.tanh_()  # n_t = tanh(·)
-        torch.sub(h_steps[t], n, out=diff)  # h_{t−1} − n_t
-        torch.addcmul(n, z_[t], diff, out=h_steps[t + 1])  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
+        torch.addmm(b_hh, h_[t], w_hh_t, out=s_[t])  # s_t = W_hh h_{t−1} + b_hh
+        torch.add(gx_rz[t], s_rz[t], out=rz_[t]).sigmoid_()  # r_t, z_t = σ(W_i· x_t + b_i· + s_t^·)
+        torch.addcmul(gx_n[t], r_[t], s_n[t], out=n_[t]).tanh_()  # n_t = tanh(W_in x_t + b_in + r_t ⊙ s_t^n)
+        torch.sub(h_[t], n_[t], out=diff)  # h_{t−1} − n_t
+        torch.addcmul(n_[t], z_[t], diff, out=h_[t + 1])  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
     h_out = hs[1:]
 
     per_seq, outputs, dy, readout_grads = _readout_backward(model, task, h_out, y)
 
     # ---- backward
-    a = act[:T]
-    r, z, n = a.split(H, dim=2)
+    # Local derivatives of every step, before the loop; with δ = ∂ℓ/∂(pre-activations):
+    #   δ^n = ∂ℓ/∂h ⊙ (1 − z) ⊙ tanh'(n)         δ^z = ∂ℓ/∂h ⊙ (h_{t−1} − n) ⊙ σ'(z)
+    #   δ^r = δ^n ⊙ s^n ⊙ σ'(r)
+    # and what flows into s_t = W_hh h_{t−1} + b_hh:  ∂ℓ/∂s = (δ^r, δ^z, δ^n ⊙ r).
+    # ks holds the three factors that turn ∂ℓ/∂h_t into ∂ℓ/∂s_t.
+    r, z = rz[:T, :, :H], rz[:T, :, H:]
     h_prev = hs[:T]
-    sn = s[:, :, H2:]
-    # ∂h_t/∂(pre-activation of n) = (1 − z_t) ⊙ (1 − n_t²)
-    k_n = (1.0 - z) * (1.0 - n * n)
-    # k turns ∂ℓ/∂h_t into the three pre-activation gradients (r, z, n):
-    k = torch.empty(T, B, 3, H, dtype=x.dtype)
-    torch.mul(k_n * sn, r * (1.0 - r), out=k[:, :, 0])  # ∂h_t/∂pre^r = k_n ⊙ s^n ⊙ r(1 − r)
-    torch.mul(h_prev - n, z * (1.0 - z), out=k[:, :, 1])  # ∂h_t/∂pre^z = (h_{t−1} − n_t) ⊙ z(1 − z)
-    k[:, :, 2] = k_n  # ∂h_t/∂pre^n
-    # ks turns it into ∂ℓ/∂s_t, what flows into W_hh h_{t−1}: equal for r, z; × r_t for n.
-    ks = k.clone()
-    ks[:, :, 2] *= r
+    ks = x.new_empty(T, B, 3, H)
+    k_r, k_z, k_sn = ks.unbind(2)
+    k_n = _one_minus_square(n)  # tanh'(n)
+    k_n.addcmul_(z, k_n, value=-1.0)  # ∂h_t/∂pre^n = (1 − z_t) ⊙ tanh'(n_t)
+    sig = torch.addcmul(rz[:T], rz[:T], rz[:T], value=-1.0)  # σ' for r and z
+    torch.mul(k_n, s[:, :, H2:], out=k_r).mul_(sig[:, :, :H])  # ∂h_t/∂pre^r = k_n ⊙ s^n ⊙ σ'(r)
+    torch.sub(h_prev, n, out=k_z).mul_(sig[:, :, H:])  # ∂h_t/∂pre^z = (h_{t−1} − n) ⊙ σ'(z)
+    torch.mul(k_n, r, out=k_sn)  # ∂h_t/∂s^n = k_n ⊙ r_t
 
-    dh = x.new_zeros(T + 1, B, H)  # ∂ℓ/∂h_t (total); dh[T] = 0
-    ds = x.new_zeros(T + 1, B, 3, H)  # ∂ℓ/∂s_t; ds[T] = 0
-    dh_steps, ds_steps, dy_steps = dh.unbind(0), ds.unbind(0), dy.unbind(0)
-    ds_flat_steps = ds.view(T + 1, B, 3 * H).unbind(0)
-    ks_steps = ks.unbind(0)
-    z_next = act[1:, :, H:H2].unbind(0)  # z_{t+1} (z_T = 0 from the padding step)
+    dh = x.new_empty(T + 1, B, H)  # ∂ℓ/∂h_t (total); ∂ℓ/∂h_T = 0
+    ds = x.new_empty(T + 1, B, 3, H)  # ∂ℓ/∂s_t; ∂ℓ/∂s_T = 0
+    dh[T].zero_()
+    ds[T].zero_()
+    dh_, dy_, ds_ = dh.unbind(0), dy.unbind(0), ds.unbind(0)
+    dh_b = dh.unsqueeze(2).unbind(0)  # ∂ℓ/∂h_t as (B, 1, H), to broadcast over three blocks
+    ds_rows = ds.view(T + 1, B, 3 * H).unbind(0)
+    ks_, z_next = ks.unbind(0), rz[1:, :, H:].unbind(0)  # z_{t+1} (z_T = 0: the padding step)
     for t in range(T - 1, -1, -1):
-        # ∂ℓ/∂h_t = dy_t + W_hhᵀ ∂ℓ/∂s_{t+1} + z_{t+1} ⊙ ∂ℓ/∂h_{t+1}   (through the gates, and directly)
-        d_h = torch.addmm(dy_steps[t], ds_flat_steps[t + 1], w_hh, out=dh_steps[t])
-        d_h.addcmul_(z_next[t], dh_steps[t + 1])
-        # ∂ℓ/∂s_t = ∂ℓ/∂h_t ⊙ (k^r, k^z, k^n ⊙ r_t)
-        torch.mul(d_h.unsqueeze(1), ks_steps[t], out=ds_steps[t])
+        # ∂ℓ/∂h_t = dy_t + W_hhᵀ ∂ℓ/∂s_{t+1} + z_{t+1} ⊙ ∂ℓ/∂h_{t+1}   (gates of step t+1, and directly)
+        torch.addmm(dy_[t], ds_rows[t + 1], w_hh, out=dh_[t]).addcmul_(z_next[t], dh_[t + 1])
+        # ∂ℓ/∂s_t = ∂ℓ/∂h_t ⊙ (k^r, k^z, k_n ⊙ r)_t
+        torch.mul(dh_b[t], ks_[t], out=ds_[t])
 
-    dh = dh[:T]
-    dpre = dh.unsqueeze(2) * k  # δ_t = ∂ℓ/∂(pre-activations r, z, n), all steps at once
+    dh, ds = dh[:T], ds[:T]
+    d_r, d_z = ds[:, :, 0], ds[:, :, 1]  # δ^r = ∂ℓ/∂s^r and δ^z = ∂ℓ/∂s^z (they enter pre directly)
+    d_n = dh * k_n  # δ^n = ∂ℓ/∂h_t ⊙ (1 − z) ⊙ tanh'(n), all steps at once
 
     # ---- parameter gradients
-    d_gx = _flat(dpre.view(T, B, 3 * H))  # ∂ℓ/∂(W_ih x_t + b_ih) = δ_t (all three gates)
-    d_s = _flat(ds[:T].view(T, B, 3 * H))
-    d_w_ih = d_gx.t() @ _flat(x_tm)  # ∂ℓ/∂W_ih = Σ_t δ_tᵀ x_t
-    d_w_hh = d_s.t() @ _flat(h_prev)  # ∂ℓ/∂W_hh = Σ_t (∂ℓ/∂s_t)ᵀ h_{t−1}
-    grads = [d_w_ih, d_w_hh, d_gx.sum(0), d_s.sum(0)]  # ∂ℓ/∂b_ih = Σ δ_t, ∂ℓ/∂b_hh = Σ ∂ℓ/∂s_t
+    # W_ih x_t + b_ih feeds pre^r, pre^z, pre^n directly: its gradient is δ = (δ^r, δ^z, δ^n).
+    d_w_ih_rz, d_b_ih_rz = _matmul_grad(ds[:, :, :2].reshape(T, B, H2), x_tm, with_bias=True)
+    d_w_ih_n, d_b_ih_n = _matmul_grad(d_n, x_tm, with_bias=True)
+    # W_hh h_{t−1} + b_hh is s_t: its gradient is ∂ℓ/∂s_t.
+    d_w_hh, _ = _matmul_grad(ds.view(T, B, 3 * H), h_prev, with_bias=False)
+    d_b_hh = ds.sum(dim=(0, 1)).view(3 * H)
+    grads = [torch.cat([d_w_ih_rz, d_w_ih_n]), d_w_hh, torch.cat([d_b_ih_rz, d_b_ih_n]), d_b_hh]
     result = Backprop(per_seq, outputs, _param_grads(model, grads, readout_grads, B))
     if record:
         result.states = {"h": dh}
-        result.gates = {"r": dpre[:, :, 0], "z": dpre[:, :, 1], "n": dpre[:, :, 2]}
-        result.activations = {"r": r.mean(dim=(1, 2)), "z": z.mean(dim=(1, 2))}
+        result.gates = {"r": d_r, "z": d_z, "n": d_n}
+        means = rz[:T].view(T, B, 2, H).mean(dim=(1, 3))  # (T, 2): mean r and z per step
+        result.activations = {"r": means[:, 0], "z": means[:, 1]}
     return result
 
 
-_FORWARD = {"rnn_tanh": _rnn_pass, "rnn_relu": _rnn_pass, "lstm": _lstm_pass, "gru": _gru_pass}
+_PASSES = {"rnn_tanh": _rnn_pass, "rnn_relu": _rnn_pass, "lstm": _lstm_pass, "gru": _gru_pass}
 
 
 def _param_grads(model, recurrent: list[Tensor], readout: list[Tensor], batch: int) -> list[Tensor]:
-    """Gradients of the mean loss, in ``model.parameters()`` order."""
+    """Gradients of the mean loss (÷ B), in ``model.parameters()`` order."""
     by_name = dict(zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), recurrent))
     by_name.update(zip(("weight", "bias"), readout))
-    out = []
-    for name, _ in model.named_parameters():
-        part, _, leaf = name.partition(".")
-        out.append(by_name[leaf] / batch)
-    return out
+    return [by_name[name.rpartition(".")[2]].div_(batch) for name, _ in model.named_parameters()]
 
 
 # ------------------------------------------------------------------------------- public API
@@ -400,19 +441,19 @@ def backprop(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: boo
     if x.dim() != 3 or x.shape[-1] != model.recurrent.input_size:
         raise ValueError(f"expected input of shape (batch, steps, {model.recurrent.input_size}), "
                          f"got {tuple(x.shape)}")
-    return _FORWARD[model.arch](model, task, x, y, record)
+    return _PASSES[model.arch](model, task, x, y, record)
 
 
 def fast_train_step(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Set ``p.grad`` (mean loss) for every parameter; return (mean loss, outputs), detached."""
+    """Set ``p.grad`` (of the mean loss) for every parameter; return (mean loss, outputs)."""
     bp = backprop(model, task, x, y, record=False)
     for p, g in zip(model.parameters(), bp.param_grads):
         p.grad = g
     return bp.per_seq.mean(), bp.outputs
 
 
-# Gate order of each architecture (the reference's profile row order), and which
-# gates a variant actually has (``gate_names`` of the layer).
+# The reference's quantity order: states (h, then c), then the gates in torch's order,
+# keeping only those the variant has (``gate_names`` of the layer).
 _GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 
 
@@ -420,32 +461,36 @@ def fast_probe(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -> ProbeR
     """Same result as :func:`core.probe.probe`, from the hand-written pass."""
     bp = backprop(model, task, x, y, record=True)
     steps = x.shape[1]
+    have = set(getattr(model.recurrent, "gate_names", ()))
+    quantities = [*bp.states, *(q for q in _GATE_ORDER.get(model.arch, ()) if q in have)]
+    grads = {**bp.states, **bp.gates}
+    # grad_norm(t, q) = mean_b ‖∂ℓ_b/∂q_{t,b}‖₂
+    norms = torch.stack([grads[q].norm(dim=2).mean(dim=1) for q in quantities])
+    norms = norms.double().cpu().numpy()  # (quantities, T)
     t = np.arange(steps)
-    names = set(getattr(model.recurrent, "gate_names", ()))
-    # grad_norm(t, q) = mean_b ‖∂ℓ_b/∂q_{t,b}‖₂ ; quantities in the reference's order
-    quantities = list(bp.states.items()) + [
-        (q, bp.gates[q]) for q in _GATE_ORDER.get(model.arch, ()) if q in names
-    ]
-    norms = torch.stack([g.norm(dim=2).mean(dim=1) for _, g in quantities]).double().cpu().numpy()
     profile = pd.DataFrame({
         "t": np.tile(t, len(quantities)),
-        "quantity": np.repeat([q for q, _ in quantities], steps),
+        "quantity": np.repeat(quantities, steps),
         "grad_norm": norms.reshape(-1),
     })
-    if bp.activations:
-        means = torch.stack(list(bp.activations.values())).double().cpu().numpy()
+    gates = list(bp.activations)
+    if gates:
+        means = torch.stack([bp.activations[q] for q in gates]).double().cpu().numpy()
         activations = pd.DataFrame({
-            "t": np.tile(t, len(bp.activations)),
-            "gate": np.repeat(list(bp.activations), steps),
-            "mean": means.reshape(-1),
+            "t": np.tile(t, len(gates)), "gate": np.repeat(gates, steps), "mean": means.reshape(-1),
         })
     else:
+        means = np.zeros((0, steps))
         activations = pd.DataFrame({"t": [], "gate": [], "mean": []})
+    row = dict(zip(quantities, norms))
+    summary = summarise_arrays(
+        row["h"], row.get("c", np.zeros(0)), {q: m for q, m in zip(gates, means) if q in ("f", "z")}
+    )
     return ProbeResult(
         loss=bp.per_seq.mean(),
         outputs=bp.outputs,
         profile=profile,
         activations=activations,
-        summary=summarise(profile, activations),
+        summary=summary,
         param_grads=bp.param_grads,
     )

@@ -209,7 +209,8 @@ def _probe_summary(model: SequenceModel, task: Task, x, y) -> tuple[dict, pd.Dat
 # ---------------------------------------------------------------- 1. the mechanisms
 
 
-def _curves(model: SequenceModel, x: torch.Tensor, with_x: bool = False) -> tuple[pd.DataFrame, dict]:
+def _curves(model: SequenceModel, x: torch.Tensor,
+            with_x: bool = False) -> tuple[pd.DataFrame, dict]:
     """The Jacobian curve frame of :func:`jacobian_norms` for this model and batch, and a
     dict with the raw extras: ``gates`` (see :func:`gate_values`) and, if ``with_x``,
     ``dx`` = mean over batch of ‖∂h_{T−1}/∂x_t‖₂ per t."""
@@ -628,20 +629,22 @@ def _gate_of(arch: str) -> str | None:
 def run_story(data: RunData) -> dict:
     """The learner's run, first probe vs latest probe, from its stored tables.
 
-    ``first_step``/``last_step``; ``reach_*`` and ``ratio_*`` (gradient reach and
-    vanishing ratio); ``gate`` ("f" LSTM, "z" GRU, or None) and ``gate_*`` its
-    activation averaged over time steps, batch and units; ``cell_*`` the LSTM's
+    ``first_step``/``last_step``; ``steps`` the probed sequence's length (the task's
+    steps); ``reach_*`` and ``ratio_*`` (gradient reach and vanishing ratio); ``gate``
+    ("f" LSTM, "z" GRU, or None) and ``gate_*`` its activation averaged over time
+    steps, batch and units; ``cell_*`` the LSTM's
     ‖∂ℓ/∂c_0‖ / ‖∂ℓ/∂c_{T−1}‖; ``probes`` how many probes. Empty dict: no probe yet.
     """
     sm = data.table("summaries").sort_values("step")
     if sm.empty:
         return {}
-    arch = data.config.arch
+    cfg = data.config
+    arch = cfg.arch
     gate = _gate_of(arch)
     gates, probes = data.table("gates"), data.table("probes")
     first, last = sm.iloc[0], sm.iloc[-1]
-    out = {"arch": arch, "label": data.config.label(), "gate": gate, "probes": int(len(sm)),
-           "steps": int(data.config.seq_len)}
+    out = {"arch": arch, "label": cfg.label(), "task": cfg.task, "seq_len": int(cfg.seq_len),
+           "gate": gate, "probes": int(len(sm)), "steps": int(cfg.make_task().steps)}
     for name, row in (("first", first), ("last", last)):
         step = int(row["step"])
         out[f"{name}_step"] = step
@@ -725,7 +728,8 @@ def _ratio_words(r: float) -> str:
     return f"{sci(r)} of the last step's" if r < 1 else f"{sci(r)} times the last step's"
 
 
-def verdicts(rnn: dict, lstm: dict, forget: pd.DataFrame, saturation: pd.DataFrame) -> list[Verdict]:
+def verdicts(rnn: dict, lstm: dict, forget: pd.DataFrame,
+             saturation: pd.DataFrame) -> list[Verdict]:
     """Each answer of the original question against the measurements above.
 
     The verdict is decided by the numbers (thresholds below), so a different
@@ -779,16 +783,16 @@ def verdicts(rnn: dict, lstm: dict, forget: pd.DataFrame, saturation: pd.DataFra
         f"= {shut['mean_derivative']:.3g}, the gradient reaching step 0 is "
         f"{_ratio_words(shut['vanishing_ratio'])} (default init: "
         f"{sci(lstm_ok['vanishing_ratio'])}), and ‖∂L/∂W_hh‖ = {sci(shut['grad_w_hh'])} (default "
-        f"{sci(lstm_ok['grad_w_hh'])})" + (": the saturated gate can hardly learn to reopen. "
-                                          if shut_kills else ". ")
-        + f"With weights × {SATURATION_SCALE:g}, {rnn_big['saturated']:.0%} of the tanh RNN's units "
-        f"saturated, the gradient reaching step 0 is {_ratio_words(big)}"
+        f"{sci(lstm_ok['grad_w_hh'])})"
+        + (": the saturated gate can hardly learn to reopen. " if shut_kills else ". ")
+        + f"With weights × {SATURATION_SCALE:g}, {rnn_big['saturated']:.0%} of the tanh RNN's "
+        f"units saturated, the gradient reaching step 0 is {_ratio_words(big)}"
         + (": bounded outputs did not stop it from exploding." if bounded_explodes else "."))
     mult_refuted = default["cell_ratio"] < 1e-3 and nofg["cell_ratio"] > 1e-2
     e_mult = (f"Multiplying by f at every step scales the gradient by f: with f ≈ "
-              f"{default['mean_f']:.2f} the cell path keeps {sci(default['cell_ratio'])} of it over "
-              f"{T - 1} steps (mean f^(T−1) = {sci(default['comparison_f_pow'])}, for comparison); "
-              f"with f ≡ 1 the ratio is {sci(nofg['cell_ratio'])}"
+              f"{default['mean_f']:.2f} the cell path keeps {sci(default['cell_ratio'])} of it "
+              f"over {T - 1} steps (mean f^(T−1) = {sci(default['comparison_f_pow'])}, for "
+              f"comparison); with f ≡ 1 the ratio is {sci(nofg['cell_ratio'])}"
               + (": only f ≈ 1 preserves the magnitude." if mult_refuted else "."))
     keep_confirmed = fopen["gradient_reach"] >= T - 1 and shut["gradient_reach"] < T // 2
     e_keep = (f"Forget gate saturated open (f ≈ {fopen['mean_f']:.3f}): the gradient reaches "

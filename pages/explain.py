@@ -12,7 +12,8 @@ import streamlit as st
 
 from core import charts, explain
 from core.narrate import sci
-from core.runs import RunError
+from core.presets import PRESETS
+from core.runs import RunError, RunStore
 from ui.state import run_store
 
 VERDICT_COLOUR = {"Confirmed": "green", "Half-true": "orange", "Refuted": "red"}
@@ -48,7 +49,8 @@ def saturation_effect(T: int, H: int, seed: int) -> pd.DataFrame:
 
 @st.cache_data(show_spinner="Re-measuring your run's weights against its step 0…", max_entries=8)
 def trained_vs_init(root: str, run_id: str, mtime: float) -> dict:
-    return explain.trained_vs_init(run_store().load(run_id), run_store().model_path(run_id))
+    store = RunStore(root)
+    return explain.trained_vs_init(store.load(run_id), store.model_path(run_id))
 
 
 def metric(col, label: str, value: str, help: str) -> None:
@@ -88,7 +90,8 @@ L = T - 1
 # ---------------------------------------------------------------- 1. RNN
 
 st.header("1 · The vanilla RNN: a product of Jacobians")
-st.latex(r"h_t = \phi(a_t),\quad \phi = \tanh,\qquad a_t = W_{ih}x_t + b_{ih} + W_{hh}h_{t-1} + b_{hh}")
+st.latex(r"h_t = \phi(a_t),\quad \phi = \tanh,\qquad "
+         r"a_t = W_{ih}x_t + b_{ih} + W_{hh}h_{t-1} + b_{hh}")
 st.latex(
     r"\frac{\partial h_t}{\partial h_k} = \prod_{j=k+1}^{t} \operatorname{diag}\big(\phi'(a_j)\big)"
     r"\,W_{hh},\qquad \Big\|\frac{\partial h_t}{\partial h_k}\Big\|_2 \le "
@@ -169,7 +172,7 @@ st.markdown(explain.forget_sentence(forget))
 
 # ---------------------------------------------------------------- 2b. the learner's run
 
-st.subheader("From your latest run: does training open the forget gate?")
+st.subheader("From your latest run: does training open the gate?")
 store = run_store()
 try:
     listed = store.list()
@@ -181,7 +184,8 @@ if chosen is None:
     link = f"train?preset={quote(LINK_PRESET)}"
     st.info(
         "No run with gradient probes in your run store yet. Train an LSTM, for instance the "
-        f"preset [{LINK_PRESET}]({link}) (about half a minute), and come back: this section "
+        f"preset [{LINK_PRESET}]({link}) ({PRESETS[LINK_PRESET]['steps']} training steps), and "
+        "come back: this section "
         "then compares its first and latest gradient probes, and its trained weights with its "
         "step 0."
     )
@@ -199,9 +203,9 @@ else:
     if data is not None and not story:
         st.info("This run has no gradient probe yet.")
     elif story:
-        st.markdown(f"**{story['label']}**, T = {story['steps']}: first probe at training step "
-                    f"{story['first_step']}, latest at step {story['last_step']} "
-                    f"({story['probes']} probes).")
+        st.markdown(f"**{story['label']}** on {story['task']}, T = {story['seq_len']}: first "
+                    f"probe at training step {story['first_step']}, latest at step "
+                    f"{story['last_step']} ({story['probes']} probes).")
         c = st.columns(3)
         c[0].metric("gradient reach", f"{story['reach_last']} of {story['steps']}",
                     delta=f"{story['reach_last'] - story['reach_first']:+d} since step "

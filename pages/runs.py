@@ -1,7 +1,6 @@
 """Runs: every saved run — open one, compare several, download, delete, upload."""
 
 import json
-import os
 
 import pandas as pd
 import streamlit as st
@@ -11,7 +10,7 @@ from core.archive import MAX_UPLOAD_BYTES, ArchiveError, chart_files, export_run
 from core.jobs import GLOBAL_REGISTRY
 from core.runs import RunError
 from ui.live import live_view, run_charts, show_chart, status_header
-from ui.state import load_run, run_store
+from ui.state import load_run, max_stored_runs, run_store
 
 LIST_COLUMNS = ["task", "arch", "seq_len", "status", "step", "steps", "eval_loss", "solved",
                 "created", "run_id"]
@@ -29,14 +28,6 @@ def set_url_run(run_id) -> None:
     elif "run" in st.query_params:
         del st.query_params["run"]
     st.session_state[URL_SEEN_KEY] = run_id or ""
-
-
-def max_stored_runs() -> int:
-    """The store cap that ui.state.start_job applies to trainings, applied to uploads too."""
-    try:
-        return max(1, int(os.environ.get("RNNLAB_MAX_STORED_RUNS", 500)))
-    except ValueError:
-        return 500
 
 
 def live_job(run_id):

@@ -102,7 +102,7 @@ def test_records_are_flushed_during_training_not_only_at_the_end(tmp_path):
     run_dir = job.runs[0].writer.dir
     try:
         import time
-        deadline = time.time() + 30
+        deadline = time.time() + 90
         while time.time() < deadline:
             time.sleep(0.3)
             try:

@@ -60,6 +60,12 @@ def _int_env(name: str, default: int) -> int:
         return default
 
 
+def max_stored_runs() -> int:
+    """The cap on runs in the store ($RNNLAB_MAX_STORED_RUNS, default 500): trainings
+    and uploads are refused beyond it so one visitor cannot fill the disk."""
+    return _int_env("RNNLAB_MAX_STORED_RUNS", 500)
+
+
 def start_job(page: str, configs) -> TrainingJob:
     """Start a training job for this session's ``page`` and remember it in the URL.
 
@@ -72,7 +78,7 @@ def start_job(page: str, configs) -> TrainingJob:
     if jobs.started + len(configs) > per_session:
         raise LimitReached(f"This session has started {jobs.started} runs, the limit on this "
                            f"server is {per_session}. Reload the page to start a new session.")
-    stored = _int_env("RNNLAB_MAX_STORED_RUNS", 500)
+    stored = max_stored_runs()
     if len(run_store().ids()) + len(configs) > stored:
         raise LimitReached(f"The run store is full ({stored} runs): delete runs on the Runs "
                            "page first.")
