@@ -6,17 +6,21 @@ Pages live in pages/; the engine (training, probes, run store) in core/.
 import streamlit as st
 
 from core.train import warm_up
+from ui.bootstrap import mark_app_run, resume_intended_page
 
-st.set_page_config(page_title="RNN Gradient Lab", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="RNN Gradient Lab", page_icon=":material/science:", layout="wide")
 # Once per server process, so that the first Train press does not wait for torch's imports.
 st.cache_resource(show_spinner=False)(warm_up)()
 
-PAGES = [
-    st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train", default=True),
-    st.Page("pages/compare.py", title="Compare", icon="⚖️", url_path="compare"),
-    st.Page("pages/runs.py", title="Runs", icon="🗂️", url_path="runs"),
-    st.Page("pages/explain.py", title="Explain", icon="📐", url_path="explain"),
-    st.Page("pages/sweep.py", title="Sweep", icon="📈", url_path="sweep"),
-]
+PAGES = {
+    "train": st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train", default=True),
+    "compare": st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    "runs": st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs"),
+    "explain": st.Page("pages/explain.py", title="Explain", icon=":material/functions:", url_path="explain"),
+    "sweep": st.Page("pages/sweep.py", title="Sweep", icon=":material/stacked_line_chart:", url_path="sweep"),
+}
 
-st.navigation(PAGES).run()
+mark_app_run()
+page = st.navigation(list(PAGES.values()))
+resume_intended_page(PAGES)
+page.run()

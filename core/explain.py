@@ -392,15 +392,15 @@ def gru_facts(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
 
 def decay_curves(rnn: dict, lstm: dict, gru: dict) -> pd.DataFrame:
     """One tidy frame for the chart: (lag, series, norm, log10_norm), lag = steps back
-    from the last step, from the curves of :func:`rnn_facts`, :func:`lstm_facts`,
-    :func:`gru_facts` (all measured; "alone" series from the measured gates)."""
+    from the last step; norm = ‖∂q_{T−1}/∂q_t‖₂ for the state q the series names (h or c),
+    from the curves of :func:`rnn_facts`, :func:`lstm_facts`, :func:`gru_facts`, except
+    the "path alone" series: ‖∏ diag(f)‖₂ from the measured gate values."""
     parts = [
-        ("RNN tanh: ‖∂h_T−1/∂h_t‖", rnn["curve"], "h", "jacobian_norm"),
-        ("LSTM: ‖∂c_T−1/∂c_t‖ (all paths)", lstm["curve"], "c", "jacobian_norm"),
-        ("LSTM: ‖∏ diag(f)‖ (cell path alone)", lstm["curve"], "c", "direct_path"),
-        ("GRU: ‖∂h_T−1/∂h_t‖ (all paths)", gru["curve"], "h", "jacobian_norm"),
-        (f"GRU, z bias +{gru['z_bias']:g}: ‖∂h_T−1/∂h_t‖", gru["biased_curve"], "h",
-         "jacobian_norm"),
+        ("RNN tanh: h", rnn["curve"], "h", "jacobian_norm"),
+        ("LSTM: c, all paths", lstm["curve"], "c", "jacobian_norm"),
+        ("LSTM: c, f path alone", lstm["curve"], "c", "direct_path"),
+        ("GRU: h", gru["curve"], "h", "jacobian_norm"),
+        (f"GRU, z bias +{gru['z_bias']:g}: h", gru["biased_curve"], "h", "jacobian_norm"),
     ]
     frames = []
     for label, df, q, col in parts:

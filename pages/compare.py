@@ -10,6 +10,9 @@ from core.runs import RunData
 from ui.config_form import config_sidebar
 from ui.live import live_view
 from ui.state import LimitReached, attached_runs, start_job
+from ui.bootstrap import ensure_app
+
+ensure_app("compare")
 
 st.title("Compare architectures side by side")
 st.caption(

@@ -15,6 +15,9 @@ from core.narrate import sci
 from core.presets import PRESETS
 from core.runs import RunError, RunStore
 from ui.state import run_store
+from ui.bootstrap import ensure_app
+
+ensure_app("explain")
 
 VERDICT_COLOUR = {"Confirmed": "green", "Half-true": "orange", "Refuted": "red"}
 LINK_PRESET = "LSTM remembers (same task)"
@@ -83,8 +86,6 @@ with st.sidebar:
                "largest singular value), of gradients L2; both averaged over the sequences.")
 
 rnn = rnn_facts(T, H, seed)
-lstm = lstm_facts(T, H, seed)
-gru = gru_facts(T, H, seed)
 L = T - 1
 
 # ---------------------------------------------------------------- 1. RNN
@@ -93,9 +94,10 @@ st.header("1 · The vanilla RNN: a product of Jacobians")
 st.latex(r"h_t = \phi(a_t),\quad \phi = \tanh,\qquad "
          r"a_t = W_{ih}x_t + b_{ih} + W_{hh}h_{t-1} + b_{hh}")
 st.latex(
-    r"\frac{\partial h_t}{\partial h_k} = \prod_{j=k+1}^{t} \operatorname{diag}\big(\phi'(a_j)\big)"
-    r"\,W_{hh},\qquad \Big\|\frac{\partial h_t}{\partial h_k}\Big\|_2 \le "
-    r"\big(\gamma\,\|W_{hh}\|_2\big)^{t-k},\quad \gamma = \max|\phi'| = 1 \text{ for } \tanh"
+    r"\begin{aligned}\frac{\partial h_t}{\partial h_k} &= \prod_{j=k+1}^{t}"
+    r"\operatorname{diag}\big(\phi'(a_j)\big)\,W_{hh}\\ \Big\|\frac{\partial h_t}{\partial h_k}"
+    r"\Big\|_2 &\le \big(\gamma\,\|W_{hh}\|_2\big)^{t-k},\qquad \gamma = \max|\phi'| = 1"
+    r"\text{ for } \tanh\end{aligned}"
 )
 st.markdown(
     "The gradient from a loss at step T−1 reaches step t only through this product: one "
@@ -105,19 +107,21 @@ st.markdown(
 c = st.columns(4)
 metric(c[0], f"‖∂h_{L}/∂h_0‖₂", sci(rnn["jac_full"]),
        f"Spectral norm of the Jacobian over {L} steps, untrained RNN tanh, by autograd.")
-metric(c[1], "shrink per step", f"× {rnn['per_step']:.3g}",
+metric(c[1], "per-step factor", f"× {rnn['per_step']:.3g}",
        "Geometric mean: (‖J at lag T−1‖ / ‖J at lag 1‖)^(1/(T−2)).")
 metric(c[2], "‖W_hh‖₂", f"{rnn['w_norm']:.3g}",
        f"Largest singular value. The bound (γ‖W_hh‖₂)^{L} = {sci(rnn['bound_full'])}.")
-metric(c[3], "gradient reach", f"{rnn['gradient_reach']} of {T} steps",
+metric(c[3], "gradient reach", f"{rnn['gradient_reach']} / {T}",
        "Steps back from the end where ‖∂ℓ/∂h_t‖ stays ≥ 1e-3 of its maximum (probe).")
 st.markdown(explain.rnn_sentence(rnn))
+lstm = lstm_facts(T, H, seed)
+gru = gru_facts(T, H, seed)
 curves = explain.decay_curves(rnn, lstm, gru)
 st.subheader("How far back a change still matters")
 st.caption(
-    "log₁₀ of the Jacobian's spectral norm against the lag T−1−t (steps back from the last "
-    "step), all measured on untrained models; “path alone” lines are ‖∏ diag(gate)‖₂ from the "
-    "measured gate values. −10 means 10⁻¹⁰."
+    "log₁₀ ‖∂q_T−1/∂q_t‖₂ for the state q each line names (h, or the LSTM's cell c) against "
+    "the lag T−1−t (steps back from the last step), measured on untrained models; the “f path "
+    "alone” line is ‖∏ diag(f)‖₂ from the measured forget-gate values. −10 means 10⁻¹⁰."
 )
 st.line_chart(curves, x="lag", y="log10_norm", color="series",
               x_label="lag T−1−t (steps back)", y_label="log₁₀ ‖Jacobian‖₂", height=320)
@@ -127,13 +131,14 @@ st.line_chart(curves, x="lag", y="log10_norm", color="series",
 st.header("2 · The LSTM: an additive cell path whose gain is the forget gate")
 st.latex(r"c_t = f_t \odot c_{t-1} + i_t \odot g_t,\qquad h_t = o_t \odot \tanh(c_t)")
 st.latex(
-    r"\frac{\partial c_t}{\partial c_{t-1}} = \operatorname{diag}(f_t) \;+\; "
-    r"\underbrace{\Big[\operatorname{diag}\big(c_{t-1}\odot\sigma'(a^f_t)\big)W_{hf} + "
-    r"\operatorname{diag}\big(g_t\odot\sigma'(a^i_t)\big)W_{hi} + "
-    r"\operatorname{diag}\big(i_t\odot\tanh'(a^g_t)\big)W_{hg}\Big]"
-    r"\operatorname{diag}\big(o_{t-1}\odot\tanh'(c_{t-1})\big)}_{\text{terms through } h_{t-1} "
-    r"\text{ in the gates}}"
+    r"\begin{aligned}\frac{\partial c_t}{\partial c_{t-1}} = \operatorname{diag}(f_t) + \Big["
+    r"&\operatorname{diag}\big(c_{t-1}\odot\sigma'(a^f_t)\big)W_{hf} + "
+    r"\operatorname{diag}\big(g_t\odot\sigma'(a^i_t)\big)W_{hi}\\ &+ "
+    r"\operatorname{diag}\big(i_t\odot\tanh'(a^g_t)\big)W_{hg}\Big]\,"
+    r"\operatorname{diag}\big(o_{t-1}\odot\tanh'(c_{t-1})\big)\end{aligned}"
 )
+st.caption("The bracket: the terms through h_{t−1} = o_{t−1} ⊙ tanh(c_{t−1}) in the gates "
+           "(a^f, a^i, a^g are the gates' pre-activations).")
 st.latex(
     r"\text{the cell path alone: }\ \frac{\partial c_{T-1}}{\partial c_t}\Big|_{\text{cell}} = "
     r"\prod_{j=t+1}^{T-1}\operatorname{diag}(f_j),\qquad \text{its gain per step is } f_j"
@@ -144,13 +149,14 @@ st.markdown(
     "the gradient unchanged; with f < 1 it shrinks it by f at every step."
 )
 c = st.columns(4)
-metric(c[0], f"‖∂c_{L}/∂c_0‖₂ (all paths)", sci(lstm["cell_full"]),
-       "Total derivative by autograd, untrained LSTM.")
-metric(c[1], "cell path alone ‖∏ diag f‖₂", sci(lstm["cell_direct"]),
-       "From the measured forget-gate values: max over units of ∏ f_t, mean over sequences.")
-metric(c[2], "mean forget gate f", f"{lstm['mean_f']:.3f}",
+metric(c[0], f"‖∂c_{L}/∂c_0‖₂", sci(lstm["cell_full"]),
+       "All paths: the total derivative by autograd, untrained LSTM.")
+metric(c[1], "‖∏ diag f‖₂", sci(lstm["cell_direct"]),
+       "The cell path alone, from the measured forget-gate values: max over units of ∏ f_t, "
+       "mean over sequences.")
+metric(c[2], "mean f", f"{lstm['mean_f']:.3f}",
        f"For comparison, mean f^{L} = {sci(lstm['mean_f_pow'])}.")
-metric(c[3], "gradient reach", f"{lstm['gradient_reach']} of {T} steps",
+metric(c[3], "gradient reach", f"{lstm['gradient_reach']} / {T}",
        "Probe: ‖∂ℓ/∂h_t‖ ≥ 1e-3 of its maximum.")
 st.markdown(explain.lstm_sentence(lstm))
 forget, profiles = forget_gate_gain(T, H, seed)
@@ -267,14 +273,14 @@ st.markdown(
 )
 zb = gru["z_bias"]
 c = st.columns(4)
-metric(c[0], f"‖∂h_{L}/∂h_0‖₂, default init", sci(gru["default_full"]),
-       "Untrained GRU, by autograd.")
-metric(c[1], "mean z, default init", f"{gru['default_mean_z']:.3f}",
+metric(c[0], f"‖∂h_{L}/∂h_0‖₂ (init)", sci(gru["default_full"]),
+       "Untrained GRU, torch's default init, by autograd.")
+metric(c[1], "mean z (init)", f"{gru['default_mean_z']:.3f}",
        f"Carry path alone ‖∏ diag z‖₂ = {sci(gru['default_direct'])}.")
-metric(c[2], f"‖∂h_{L}/∂h_0‖₂, z bias +{zb:g}", sci(gru["biased_full"]),
+metric(c[2], f"‖∂h_{L}/∂h_0‖₂ (z +{zb:g})", sci(gru["biased_full"]),
        f"Same weights, update-gate bias b_iz + {zb:g}; carry path alone "
        f"{sci(gru['biased_direct'])}.")
-metric(c[3], f"mean z, bias +{zb:g}", f"{gru['biased_mean_z']:.3f}",
+metric(c[3], f"mean z (z +{zb:g})", f"{gru['biased_mean_z']:.3f}",
        f"Gradient reach {gru['biased_reach']} of {T} (default init: {gru['default_reach']}).")
 st.markdown(explain.gru_sentence(gru))
 
@@ -292,8 +298,9 @@ for v in explain.verdicts(rnn, lstm, forget, sat):
             st.markdown(f"- {claim}: {verdict_md(verdict)}. {evidence}")
         if v.answer == "Answer 3":
             st.latex(r"\sigma'(a) = \sigma(a)\,(1-\sigma(a)) \le \tfrac14,\qquad "
-                     r"\tanh'(a) = 1 - \tanh^2(a) \le 1,\qquad \text{both} \to 0 "
-                     r"\text{ as } |a| \to \infty")
+                     r"\tanh'(a) = 1 - \tanh^2(a) \le 1")
+            st.caption("Both derivatives go to 0 as |a| grows: a saturated unit passes almost "
+                       "no gradient, however bounded its output.")
             st.dataframe(pd.DataFrame({
                 "model": sat["variant"],
                 "mean σ′ (LSTM gates) / tanh′ (RNN)": sat["mean_derivative"].map(

@@ -11,6 +11,9 @@ from core.jobs import GLOBAL_REGISTRY
 from core.runs import RunError
 from ui.live import live_view, run_charts, show_chart, status_header
 from ui.state import load_run, max_stored_runs, run_store
+from ui.bootstrap import ensure_app
+
+ensure_app("runs")
 
 LIST_COLUMNS = ["task", "arch", "seq_len", "status", "step", "steps", "eval_loss", "solved",
                 "created", "run_id"]

@@ -9,6 +9,9 @@ from core.sweep import SWEEP_PRESETS, SweepError, SweepSpec, list_sweeps, load_s
 from core.sweep_job import SweepJob
 from core.tasks import TASK_NAMES
 from ui.state import run_store
+from ui.bootstrap import ensure_app
+
+ensure_app("sweep")
 
 MAX_CELLS = int(os.environ.get("RNNLAB_MAX_SWEEP_RUNS", "120"))
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "lstm:forget_bias=1",

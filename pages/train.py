@@ -5,6 +5,9 @@ import streamlit as st
 from ui.config_form import config_sidebar
 from ui.live import live_view, run_charts, status_header
 from ui.state import LimitReached, attached_runs, start_job
+from ui.bootstrap import ensure_app
+
+ensure_app("train")
 
 st.title("Train a recurrent network and watch its gradient")
 st.caption(

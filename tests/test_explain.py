@@ -290,3 +290,23 @@ def test_trained_vs_init_reads_the_saved_weights(tiny_run):
     assert tv["init"]["ratio"] == pytest.approx(ref["vanishing_ratio"], rel=1e-5)
     # six Adam steps moved the weights, so the trained numbers differ
     assert tv["trained"]["gate_mean"] != tv["init"]["gate_mean"]
+
+
+def test_sentences_follow_the_numbers(measured):
+    rnn, lstm, forget, _ = measured
+    loose = explain.rnn_sentence(dict(rnn, w_norm=1.2, bound_full=1e6, jac_one_step=1.1))
+    assert "1.2 > 1" in loose and "stretch" in loose
+    tight = explain.rnn_sentence(dict(rnn, w_norm=0.9, bound_full=0.1, jac_one_step=0.8))
+    assert "0.9 ≤ 1" in tight and "stretch" not in tight
+    assert explain.lstm_sentence(dict(lstm, cell_ratio=1e-9)).startswith(
+        "**At initialisation the LSTM's gradient vanishes too.**")
+    assert "vanishes too" not in explain.lstm_sentence(dict(lstm, cell_ratio=0.5))
+    assert "above 1" in explain.forget_sentence(forget.assign(
+        cell_ratio=[1e-9, 1e-5, 0.5, 2.0]))
+    side = dict(gate_mean=0.5, gate_max_unit=0.55, units_open=0, units=8, carry_gain=1e-9,
+                reach=10, ratio=1e-9, cell_ratio=1e-9)
+    opened = dict(side, gate_max_unit=0.98, units_open=1, carry_gain=0.4, reach=50)
+    assert "opened the gate" in explain.trained_sentence(
+        {"gate": "f", "init": side, "trained": opened})
+    assert "has not opened" in explain.trained_sentence(
+        {"gate": "f", "init": side, "trained": side})

@@ -28,7 +28,7 @@ def test_explain_page_renders_math_charts_and_three_verdicts(runs_dir):
     assert "Half-true" in verdict_lines[2]
     # numbers on screen are the measured ones: an untrained LSTM's gradient vanishes
     metrics = {m.label: m.value for m in at.metric}
-    assert "mean forget gate f" in metrics and metrics["mean forget gate f"].startswith("0.")
+    assert "mean f" in metrics and metrics["mean f"].startswith("0.")
     assert "e-" in metrics["‖∂h_99/∂h_0‖₂"]                # vanished: 1e-xx
     # empty store: the page says how to get a run
     assert any("No run with gradient probes" in i.value for i in at.info)

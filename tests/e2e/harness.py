@@ -294,11 +294,16 @@ def try_wait_idle(page, timeout: float = 5.0) -> bool:
         return False
 
 
+def nav_links(page) -> list[str]:
+    """Titles of the sidebar navigation links (icons dropped)."""
+    return [t.split("\n")[-1].strip() for t in page.locator(NAV_LINK).all_inner_texts()]
+
+
 def check_navigation(page, path: str) -> None:
     """Fail clearly on the two ways Streamlit 1.67 can serve something else than the
     st.navigation page the contract names: legacy pages/-folder navigation, and the
     'Page not found' dialog (after which the default page runs instead)."""
-    links = [t.split("\n")[-1].strip() for t in page.locator(NAV_LINK).all_inner_texts()]
+    links = wait_until(page, lambda: nav_links(page), 15, "sidebar navigation links")
     if "app" in links:
         raise AppError(
             f"Opening /{path.lstrip('/')} ran Streamlit's legacy pages/-folder navigation, not "

@@ -27,7 +27,7 @@ def _open_run(page, run_id):
     if run_id not in selectbox_value(page, "Open run"):
         select_option(page, "Open run", run_id)
     wait_charts(page, 1, timeout=60)
-    wait_until(page, lambda: "finished" in app_text(page), 30, "the opened run's status 'finished'")
+    wait_status(page, "finished", timeout=30)
     wait_until(page, lambda: page.locator(DOWNLOAD).count() > 0, 30, "download buttons")
 
 
