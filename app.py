@@ -12,8 +12,15 @@ st.set_page_config(page_title="RNN Gradient Lab", page_icon=":material/science:"
 # Once per server process, so that the first Train press does not wait for torch's imports.
 st.cache_resource(show_spinner=False)(warm_up)()
 
+def _home() -> None:
+    """The address "/" shows the Train page at its own address, /train (Streamlit serves a
+    default page only at "/", so links to /train need Train to be a regular page)."""
+    st.switch_page(PAGES["train"], query_params=st.query_params.to_dict())
+
+
 PAGES = {
-    "train": st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train", default=True),
+    "home": st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"),
+    "train": st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     "compare": st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
     "runs": st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs"),
     "explain": st.Page("pages/explain.py", title="Explain", icon=":material/functions:", url_path="explain"),

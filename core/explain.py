@@ -58,7 +58,7 @@ PROBE_BATCH = 16   # sequences per gradient probe
 DATA_SEED_OFFSET = 7919  # the measurement batch is not any training batch of the same seed
 
 SATURATION_BIAS = 5.0     # σ(±5) = 0.9933 / 0.0067: a saturated gate
-SATURATION_SCALE = 5.0    # RNN weights and biases × 5: a quarter of the tanh units saturate
+SATURATION_SCALE = 5.0    # RNN weights and biases × 5: many tanh units saturate (see table)
 GRU_Z_BIAS = 3.0          # σ(3) = 0.95: a GRU update gate biased towards "carry"
 
 # Verdicts the page shows, in this order of strength.
@@ -114,7 +114,7 @@ def state_jacobians(model: SequenceModel, x: torch.Tensor,
 
     Each pair names a recorded state q ("h", or "c" for the LSTM) and what to
     differentiate by: the same state, or "x" (the input). Total derivatives by
-    autograd: one forward pass of the repeated batch, one backward pass per pair
+    autograd: one forward pass of the repeated batch, one backward pass per state q
     (see the module docstring). float64 if the model and x are.
     """
     B, T = x.shape[0], x.shape[1]
@@ -488,16 +488,19 @@ def trained_sentence(tv: dict) -> str:
     """What :func:`trained_vs_init` measured, in words (LSTM f or GRU z)."""
     g, a, b = tv["gate"], tv["init"], tv["trained"]
     if b["gate_max_unit"] > a["gate_max_unit"] + 0.1 and b["reach"] > a["reach"]:
-        return (f"Training **opened the gate of a few units**: {b['units_open']} unit(s) now "
-                f"average {g} > 0.9 (the most open {b['gate_max_unit']:.3f}, against "
-                f"{a['gate_max_unit']:.3f} at step 0), while the mean over all units went from "
-                f"{a['gate_mean']:.3f} to {b['gate_mean']:.3f}. Those units carry the gradient: "
-                f"the carry path alone keeps {sci(b['carry_gain'])} (was "
-                f"{sci(a['carry_gain'])}) and the reach grew from {a['reach']} to {b['reach']} "
-                "steps.")
-    return (f"In this run the gate has not opened much yet (most open unit "
-            f"{b['gate_max_unit']:.3f}, {a['gate_max_unit']:.3f} at step 0); the reach went from "
-            f"{a['reach']} to {b['reach']} steps.")
+        k = b["units_open"]
+        who = (f"of {k} of its {b['units']} units (mean {g} > 0.9)" if k
+               else "of its most open unit")
+        return (f"Training **opened the gate {who}**: the most open unit averages "
+                f"{g} = {b['gate_max_unit']:.3f}, against {a['gate_max_unit']:.3f} at step 0, "
+                f"while the mean over all units went from {a['gate_mean']:.3f} to "
+                f"{b['gate_mean']:.3f}. The carry path alone, through its best unit, keeps "
+                f"{sci(b['carry_gain'])} of the gradient over the whole sequence (at step 0: "
+                f"{sci(a['carry_gain'])}), and the gradient reach grew from {a['reach']} to "
+                f"{b['reach']} steps.")
+    return (f"In this run the gate has not opened much (most open unit {g} = "
+            f"{b['gate_max_unit']:.3f}, {a['gate_max_unit']:.3f} at step 0); the gradient reach "
+            f"went from {a['reach']} to {b['reach']} steps.")
 
 
 # ---------------------------------------------------------------- 2. the forget gate's gain
@@ -607,19 +610,29 @@ def saturation_effect(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = 
 # ---------------------------------------------------------------- 4. the learner's run
 
 
-def pick_run(store: RunStore, prefer: tuple[str, ...] = ("lstm", "gru")) -> str | None:
-    """The newest run with probes whose arch is the first of ``prefer`` that has one;
-    else the newest run with probes; None if the store has none."""
+def probed_runs(store: RunStore) -> list[tuple[str, str]]:
+    """(run_id, arch) of the store's runs that have at least one gradient probe, newest
+    first (a run's status carries ``gradient_reach`` once its first probe is recorded)."""
     runs = store.list()
     if runs.empty:
-        return None
+        return []
     runs = runs.sort_values("created", ascending=False, kind="stable")
-    probed = [r for r in runs.itertuples() if (store.path(r.run_id) / "probes.parquet").exists()]
+    out = []
+    for r in runs.itertuples():
+        if store.read_status(r.run_id).get("gradient_reach") is not None:
+            out.append((r.run_id, r.arch))
+    return out
+
+
+def pick_run(store: RunStore, prefer: tuple[str, ...] = ("lstm", "gru")) -> str | None:
+    """The newest probed run whose arch is the first of ``prefer`` that has one; else the
+    newest probed run; None if there is none (see :func:`probed_runs`)."""
+    probed = probed_runs(store)
     for arch in prefer:
-        for r in probed:
-            if r.arch == arch:
-                return r.run_id
-    return probed[0].run_id if probed else None
+        for run_id, a in probed:
+            if a == arch:
+                return run_id
+    return probed[0][0] if probed else None
 
 
 def _gate_of(arch: str) -> str | None:
@@ -697,7 +710,10 @@ def trained_vs_init(data: RunData, weights: str | Path, batch: int = PROBE_BATCH
     x, y = sample_batch(task, batch, cfg.seed)
     init = make_model(cfg, task)
     trained = make_model(cfg, task)
-    trained.load_state_dict(load_file(str(weights)))
+    try:
+        trained.load_state_dict(load_file(str(weights)))
+    except Exception as e:  # noqa: BLE001 - safetensors and torch raise many types
+        return {"skipped": f"the saved weights could not be read ({type(e).__name__}: {e})."}
     gate = _gate_of(cfg.arch)
     return {"gate": gate, "init": _unit_gate_story(init, task, x, y, gate),
             "trained": _unit_gate_story(trained, task, x, y, gate)}
@@ -746,8 +762,9 @@ def verdicts(rnn: dict, lstm: dict, forget: pd.DataFrame,
     gain_controls = (nofg["cell_ratio"] > 1e-2 and fb3["cell_ratio"] > 1e3 * default["cell_ratio"]
                      and fb3["gradient_reach"] > default["gradient_reach"])
     v1 = "Confirmed" if gain_controls else "Refuted"
-    e1 = (f"Over {T - 1} steps the cell path carries ‖∂ℓ/∂c₀‖/‖∂ℓ/∂c_T−1‖ = "
-          f"{sci(nofg['cell_ratio'])} with f ≡ 1 and {sci(fb3['cell_ratio'])} with f ≈ "
+    e1 = (f"Over {T - 1} steps, the gradient reaching the first cell state, "
+          f"‖∂ℓ/∂c₀‖/‖∂ℓ/∂c_T−1‖, is {sci(nofg['cell_ratio'])} with f ≡ 1 and "
+          f"{sci(fb3['cell_ratio'])} with f ≈ "
           f"{fb3['mean_f']:.2f} (reach {int(fb3['gradient_reach'])} of {T} steps), against "
           f"{sci(default['cell_ratio'])} at torch's default init (f ≈ {default['mean_f']:.2f}, "
           f"reach {int(default['gradient_reach'])} steps)")
@@ -789,10 +806,10 @@ def verdicts(rnn: dict, lstm: dict, forget: pd.DataFrame,
         f"units saturated, the gradient reaching step 0 is {_ratio_words(big)}"
         + (": bounded outputs did not stop it from exploding." if bounded_explodes else "."))
     mult_refuted = default["cell_ratio"] < 1e-3 and nofg["cell_ratio"] > 1e-2
-    e_mult = (f"Multiplying by f at every step scales the gradient by f: with f ≈ "
-              f"{default['mean_f']:.2f} the cell path keeps {sci(default['cell_ratio'])} of it "
-              f"over {T - 1} steps (mean f^(T−1) = {sci(default['comparison_f_pow'])}, for "
-              f"comparison); with f ≡ 1 the ratio is {sci(nofg['cell_ratio'])}"
+    e_mult = (f"The cell path multiplies the gradient by f at every step: with f ≈ "
+              f"{default['mean_f']:.2f}, ‖∂ℓ/∂c₀‖/‖∂ℓ/∂c_T−1‖ = {sci(default['cell_ratio'])} over "
+              f"{T - 1} steps (mean f^(T−1) = {sci(default['comparison_f_pow'])}, for "
+              f"comparison); with f ≡ 1 it is {sci(nofg['cell_ratio'])}"
               + (": only f ≈ 1 preserves the magnitude." if mult_refuted else "."))
     keep_confirmed = fopen["gradient_reach"] >= T - 1 and shut["gradient_reach"] < T // 2
     e_keep = (f"Forget gate saturated open (f ≈ {fopen['mean_f']:.3f}): the gradient reaches "

@@ -11,9 +11,14 @@ batch under θ_s; an EvalRecord at step s scores θ_s on the held-out set. So
 step 0 shows the network at initialisation, and the last EvalRecord (step =
 config.steps) scores the trained network.
 
-Unprobed steps train through torch.nn's fused kernel; probed steps use the
-explicit unroll, whose backward pass yields the parameter gradients *and* every
-per-step gradient at once (see :mod:`core.probe`).
+Probed steps use the hand-written BPTT of :mod:`core.bptt`, whose one backward
+pass yields the parameter gradients *and* every per-step gradient at once (the
+same numbers as the reference probe :func:`core.probe.probe`, at a fraction of
+its cost). Unprobed steps train through torch.nn's fused kernel where that is
+the fastest way (the standard LSTM, oneDNN) and through :mod:`core.bptt`
+otherwise (GRU and RNN, whose torch.nn CPU path is slower; LSTM variants, which
+have no fused kernel). ``RNNLAB_REFERENCE_PROBE=1`` restores the reference path:
+core.probe.probe for probed steps and torch.nn for the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from core import bptt
 from core.config import TrainConfig
 from core.models import SequenceModel, build_model
 from core.probe import probe
@@ -152,6 +158,9 @@ class Trainer:
         self.status = "running"
         t0 = time.perf_counter()
         last_eval: EvalRecord | None = None
+        # Decided once per run, so that a run never mixes implementations.
+        probe_fn = bptt.fast_probe if bptt.use_fast_probe(self.model) else probe
+        fast_train = bptt.use_fast_train(self.model)
         for step in range(cfg.steps):
             if self._stop.is_set():
                 self.status = "stopped"
@@ -165,11 +174,13 @@ class Trainer:
             x, y = self.task.sample(cfg.batch_size, self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             if cfg.probe_every and step % cfg.probe_every == 0:
-                result = probe(self.model, self.task, x, y)
+                result = probe_fn(self.model, self.task, x, y)
                 for p, g in zip(params, result.param_grads):
                     p.grad = g
                 loss, outputs = result.loss, result.outputs
                 yield ProbeRecord(step, result.profile, result.activations, result.summary)
+            elif fast_train:
+                loss, outputs = bptt.fast_train_step(self.model, self.task, x, y)
             else:
                 outputs = self.model(x)
                 loss = self.task.loss(outputs, y).mean()

@@ -14,7 +14,7 @@ from core import charts, explain
 from core.narrate import sci
 from core.presets import PRESETS
 from core.runs import RunError, RunStore
-from ui.state import run_store
+from ui.state import load_run, run_store
 from ui.bootstrap import ensure_app
 
 ensure_app("explain")
@@ -169,11 +169,14 @@ show = pd.DataFrame({
     "gradient reach": forget["gradient_reach"].map(lambda v: f"{int(v)} / {T}"),
 })
 st.dataframe(show, hide_index=True)
+shown = list(explain.FORGET_VARIANTS)[:3]      # three facets fit a wide page
 st.caption(
     "Where the gradient flows at initialisation (training step 0), by time step t and quantity "
-    "(h, the cell c, and the gates' pre-activations), for the four settings: log colour scale."
+    "(h, the cell c, and the gates' pre-activations), for f ≈ 0.5, 0.73 and 0.95: one log "
+    "colour scale for all three."
 )
-st.altair_chart(charts.gate_heatmap(profiles, step=0, by="run"), key="explain_forget_heatmap")
+st.altair_chart(charts.gate_heatmap(profiles[profiles["run"].isin(shown)], step=0, by="run"),
+                key="explain_forget_heatmap")
 st.markdown(explain.forget_sentence(forget))
 
 # ---------------------------------------------------------------- 2b. the learner's run
@@ -181,27 +184,25 @@ st.markdown(explain.forget_sentence(forget))
 st.subheader("From your latest run: does training open the gate?")
 store = run_store()
 try:
-    listed = store.list()
+    probed = [run_id for run_id, _ in explain.probed_runs(store)]
     chosen = explain.pick_run(store)
 except (RunError, OSError) as e:
-    listed, chosen = pd.DataFrame(), None
+    probed, chosen = [], None
     st.warning(f"Could not read the run store: {e}")
 if chosen is None:
     link = f"train?preset={quote(LINK_PRESET)}"
     st.info(
         "No run with gradient probes in your run store yet. Train an LSTM, for instance the "
         f"preset [{LINK_PRESET}]({link}) ({PRESETS[LINK_PRESET]['steps']} training steps), and "
-        "come back: this section "
-        "then compares its first and latest gradient probes, and its trained weights with its "
-        "step 0."
+        "come back: this section then compares its first and latest gradient probes, and its "
+        "trained weights with its step 0."
     )
 else:
-    probed = [r for r in listed["run_id"] if (store.path(r) / "probes.parquet").exists()]
     run_id = st.selectbox("Run", probed, index=probed.index(chosen) if chosen in probed else 0,
                           key="explain_run",
                           help="Newest LSTM (else GRU, else any) run with probes by default")
     try:
-        data = store.load(run_id)
+        data = load_run(run_id)
     except RunError as e:
         st.error(str(e))
         data = None
@@ -213,17 +214,18 @@ else:
                     f"probe at training step {story['first_step']}, latest at step "
                     f"{story['last_step']} ({story['probes']} probes).")
         c = st.columns(3)
-        c[0].metric("gradient reach", f"{story['reach_last']} of {story['steps']}",
-                    delta=f"{story['reach_last'] - story['reach_first']:+d} since step "
-                          f"{story['first_step']}")
-        c[1].metric("‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖", sci(story["ratio_last"]),
-                    delta=f"was {sci(story['ratio_first'])}", delta_color="off")
+        c[0].metric(f"gradient reach (of {story['steps']})",
+                    f"{story['reach_first']} → {story['reach_last']}",
+                    help="Steps back from the end where ‖∂ℓ/∂h_t‖ stays ≥ 1e-3 of its maximum.")
+        c[1].metric("‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖",
+                    f"{sci(story['ratio_first'])} → {sci(story['ratio_last'])}")
         if story["gate"]:
             g = story["gate"]
-            c[2].metric(f"mean {g} (all units)", f"{story['gate_last']:.3f}",
-                        delta=f"{story['gate_last'] - story['gate_first']:+.3f}",
-                        delta_color="off",
+            c[2].metric(f"mean {g}, all units",
+                        f"{story['gate_first']:.3f} → {story['gate_last']:.3f}",
                         help="Averaged over time steps, sequences and all hidden units.")
+        st.caption(f"Each: first probe (step {story['first_step']}) → latest probe (step "
+                   f"{story['last_step']}).")
         if "cell_last" in story:
             st.markdown(f"Cell path: ‖∂ℓ/∂c₀‖ / ‖∂ℓ/∂c_T−1‖ = {sci(story['cell_first'])} at the "
                         f"first probe, {sci(story['cell_last'])} at the latest.")

@@ -20,8 +20,3 @@ def runs_dir(tmp_path, monkeypatch):
     run_store.clear()
     yield d
     run_store.clear()
-
-
-def page_path(name: str) -> str:
-    """Absolute path of a page script (AppTest resolves relative paths oddly)."""
-    return str(ROOT / "pages" / f"{name}.py")

@@ -274,6 +274,20 @@ def test_pick_run_on_an_empty_store(tmp_path):
     assert explain.pick_run(RunStore(tmp_path / "none")) is None
 
 
+def test_pick_run_skips_runs_without_probes_and_prefers_lstm(tiny_run):
+    store, lstm_id, _ = tiny_run
+    for arch, probe_every in (("rnn_tanh", 2), ("gru", 0)):   # newer runs, created later
+        cfg = TrainConfig(task="recall", seq_len=10, arch=arch, hidden_size=4, batch_size=4,
+                          steps=2, probe_every=probe_every, eval_every=2, eval_size=16)
+        writer = store.create(cfg, run_id=f"zz-{arch}")
+        for record in Trainer(cfg).run():
+            writer.add(record)
+    probed = dict(explain.probed_runs(store))
+    assert "zz-gru" not in probed and probed["zz-rnn_tanh"] == "rnn_tanh"
+    assert explain.pick_run(store) == lstm_id
+    assert explain.pick_run(store, prefer=("gru",)) == "zz-rnn_tanh"   # newest probed
+
+
 def test_trained_vs_init_reads_the_saved_weights(tiny_run):
     store, run_id, cfg = tiny_run
     tv = explain.trained_vs_init(store.load(run_id), store.model_path(run_id))
@@ -310,3 +324,11 @@ def test_sentences_follow_the_numbers(measured):
         {"gate": "f", "init": side, "trained": opened})
     assert "has not opened" in explain.trained_sentence(
         {"gate": "f", "init": side, "trained": side})
+
+
+def test_trained_vs_init_reports_unreadable_weights(tiny_run, tmp_path):
+    store, run_id, _ = tiny_run
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    tv = explain.trained_vs_init(store.load(run_id), bad)
+    assert "could not be read" in tv["skipped"]

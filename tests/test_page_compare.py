@@ -4,7 +4,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import page_path
+from pagetest import page_path
 
 TINY = {"steps": "30", "seq_len": "8", "hidden_size": "8", "batch_size": "16",
         "probe_every": "5", "eval_every": "10", "eval_size": "32"}

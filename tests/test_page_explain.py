@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import page_path
+from pagetest import page_path
 from streamlit.testing.v1 import AppTest
 
 from core.config import TrainConfig
@@ -52,8 +52,9 @@ def test_explain_page_shows_the_latest_run(runs_dir):
     assert at.selectbox(key="explain_run").value == writer.dir.name
     text = _text(at)
     assert "first probe at training step 0" in text and "latest at step 4" in text
-    labels = [m.label for m in at.metric]
-    assert "gradient reach" in labels and "mean f (all units)" in labels
+    metrics = {m.label: m.value for m in at.metric}
+    assert "gradient reach (of 20)" in metrics and "mean f, all units" in metrics
+    assert "→" in metrics["mean f, all units"]
     # the per-unit table of the saved weights against step 0
     tables = [d.value for d in at.dataframe]
     assert any(list(t.columns) == ["measured", "step 0", "trained"] for t in tables)

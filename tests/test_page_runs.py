@@ -12,7 +12,7 @@ from core.archive import export_run
 from core.config import TrainConfig
 from core.jobs import TrainingJob
 from core.runs import RunStore
-from conftest import page_path
+from pagetest import page_path
 
 PAGE = page_path("runs")
 TIMEOUT = 60

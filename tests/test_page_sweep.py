@@ -4,7 +4,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import page_path
+from pagetest import page_path
 
 
 def test_sweep_page_renders_with_the_default_preset(runs_dir):

@@ -4,7 +4,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, page_path
+from pagetest import ROOT, page_path
 
 TINY = {"steps": "40", "seq_len": "10", "hidden_size": "8", "batch_size": "16",
         "probe_every": "5", "eval_every": "10", "eval_size": "32"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, page_path
+from pagetest import ROOT, page_path
 from core.runs import RunStore
 
 TINY = {"steps": "40", "seq_len": "10", "hidden_size": "8", "batch_size": "16",

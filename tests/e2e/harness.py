@@ -270,7 +270,9 @@ def wait_until(page, predicate, timeout: float, what: str, interval: float = 0.2
             return result
         exc = app_exception(page)
         if exc:
-            raise AppError(f"{what}: the page shows an exception:\n{exc[:2000]}")
+            raise AppError(f"{what}: the page shows an exception (details are redacted in the "
+                           f"browser; the streamlit stderr tail printed at teardown has the "
+                           f"traceback):\n{exc[:2000]}")
         if time.monotonic() > deadline:
             raise AppError(f"{what}: not seen within {timeout:.0f} s.\n"
                            f"URL: {page.url}\nPage text (first 1500 chars):\n{app_text(page)[:1500]}")
@@ -328,8 +330,6 @@ def open_page(page, server, path: str, params: dict | None = None, *,
     Records ``server.first_interactive_s`` the first time a page becomes interactive.
     """
     t0 = time.monotonic()
-    if path == "train" and os.environ.get("TMP_E2E_TRAIN_PATH") is not None:  # TEMP exploration
-        path = os.environ["TMP_E2E_TRAIN_PATH"]
     page.goto(url_for(server, path, params), wait_until="domcontentloaded",
               timeout=timeout * 1000)
     page.wait_for_selector(f'{APP}[data-test-connection-state="CONNECTED"]',

@@ -65,7 +65,7 @@ def config_from_args(a) -> dict:
     }
 
 
-def measure_browser(config: dict, observe_s: float, workdir: Path) -> dict:
+def measure_browser(config: dict, observe_s: float, workdir: Path, train_path: str = "train") -> dict:
     from playwright.sync_api import sync_playwright
 
     out: dict = {}
@@ -78,7 +78,7 @@ def measure_browser(config: dict, observe_s: float, workdir: Path) -> dict:
             out["health_s"] = server.health_s
             context = browser.new_context(viewport=h.VIEWPORT)
             page = context.new_page()
-            h.open_page(page, server, "train", config, ready=h.train_button, timeout=120)
+            h.open_page(page, server, train_path, config, ready=h.train_button, timeout=120)
             out["interactive_s"] = server.since_start()
             h.try_wait_idle(page)
 
@@ -153,12 +153,14 @@ def main(argv=None) -> int:
     p.add_argument("--probe-every", type=int, default=50)
     p.add_argument("--observe", type=float, default=10.0,
                    help="seconds to watch the step caption while training")
+    p.add_argument("--train-path", default="train",
+                   help="URL path of the Train page (the contract says 'train'; '' for the root)")
     p.add_argument("--no-cli", action="store_true", help="skip the CLI comparison")
     a = p.parse_args(argv)
     config = config_from_args(a)
     with tempfile.TemporaryDirectory(prefix="rnnlab-measure-") as tmp:
         workdir = Path(tmp)
-        res = measure_browser(config, a.observe, workdir)
+        res = measure_browser(config, a.observe, workdir, a.train_path)
         if not a.no_cli:
             res.update(measure_cli(config, workdir))
     ratio = None
@@ -169,7 +171,7 @@ def main(argv=None) -> int:
     cfg = " ".join(f"{k}={v}" for k, v in config.items())
     rows = [
         ("server start -> health ok", _fmt(res.get("health_s"), " s")),
-        ("server start -> interactive /train", _fmt(res.get("interactive_s"), " s")),
+        (f"server start -> interactive /{a.train_path}", _fmt(res.get("interactive_s"), " s")),
         ("Train pressed -> first chart", _fmt(res.get("first_chart_s"), " s")),
         ("Train pressed -> >= 4 charts", _fmt(res.get("all_charts_s"), " s")),
         ("chart refresh interval (mean)", _fmt(res.get("refresh_mean_s"), " s")
