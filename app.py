@@ -6,11 +6,14 @@ Pages live in pages/; the engine (training, probes, run store) in core/.
 import streamlit as st
 
 from core.train import warm_up
+from core.worker import POOL
 from ui.bootstrap import mark_app_run, resume_intended_page
 
 st.set_page_config(page_title="RNN Gradient Lab", page_icon=":material/science:", layout="wide")
-# Once per server process, so that the first Train press does not wait for torch's imports.
+# Once per server process, so that the first Train press does not wait for torch's
+# imports: warm this process, and start a spare training process in the background.
 st.cache_resource(show_spinner=False)(warm_up)()
+st.cache_resource(show_spinner=False)(POOL.prestart)()
 
 def _home() -> None:
     """The address "/" shows the Train page at its own address, /train (Streamlit serves a

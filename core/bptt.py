@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,6 +97,9 @@ class Backprop:
     ``activations`` maps a gate name to its (T,) mean activation over batch and
     units (the gates the reference probe records). ``param_grads`` are gradients
     of the *mean* loss in ``model.parameters()`` order.
+
+    ``states`` and ``gates`` live in the model's workspace (see :class:`Workspace`)
+    and are overwritten by its next pass: clone them to keep them.
     """
 
     per_seq: Tensor  # (B,) per-sequence losses ℓ_b
@@ -104,20 +108,21 @@ class Backprop:
     states: dict[str, Tensor] = field(default_factory=dict)
     gates: dict[str, Tensor] = field(default_factory=dict)
     activations: dict[str, Tensor] = field(default_factory=dict)
-    # The same gradients as contiguous (T, B, k, H) blocks with their k names, which
-    # is how the norms are taken (a norm over a strided slice is several times slower).
+    # The same gradients as contiguous (T, B, k, H) blocks with their k names ("" =
+    # not reported): the norms are taken on these (on a strided slice, several times slower).
     blocks: list[tuple[tuple[str, ...], Tensor]] = field(default_factory=list)
+    workspace: Workspace | None = None
 
     def grad_norms(self) -> dict[str, Tensor]:
         """grad_norm(t, q) = mean_b ‖∂ℓ_b/∂q_{t,b}‖₂ for every recorded quantity: (T,) each."""
         out = {}
         for names, block in self.blocks:
-            norms = _unit_norms(block).mean(dim=1)  # (T, k)
+            norms = _unit_norms(block, self.workspace).mean(dim=1)  # (T, k)
             out.update((q, norms[:, j]) for j, q in enumerate(names) if q)
         return out
 
 
-def _unit_norms(block: Tensor) -> Tensor:
+def _unit_norms(block: Tensor, ws: Workspace | None = None) -> Tensor:
     """‖·‖₂ over the last dimension, in float64.
 
     A vanished gradient (say 1e-25) has a square below float32's normal range, and
@@ -132,7 +137,45 @@ def _unit_norms(block: Tensor) -> Tensor:
     if not math.isfinite(peak) or peak == 0:
         return block.norm(dim=-1).double()
     shift = min(max(60 - math.frexp(peak)[1], -120), 120)
-    return (block * 2.0**shift).norm(dim=-1).double() * 2.0**-shift
+    scaled = ws.get("norm_scratch", block.shape, block.dtype) if ws is not None else None
+    scaled = torch.mul(block, 2.0**shift, out=scaled)
+    return scaled.norm(dim=-1).double() * 2.0**-shift
+
+
+class Workspace:
+    """Named buffers kept from one pass to the next, one set per model.
+
+    A pass over (T, B) = (100, 64) with H = 64 needs ~20 MB of buffers. Allocated
+    afresh each step, that memory comes back from the OS zero-filled, page by
+    page (glibc returns large blocks on free): ~4000 page faults per LSTM probe,
+    a third of its time. Reusing the buffers costs nothing.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape, dtype: torch.dtype) -> Tensor:
+        """An uninitialised buffer of this shape and dtype (the same one as last time)."""
+        shape = torch.Size(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self._buffers[name] = torch.empty(shape, dtype=dtype)
+        return buf
+
+    def getter(self, dtype: torch.dtype):
+        """``buf(name, *shape)`` for one dtype: how the passes below ask for memory."""
+        return lambda name, *shape: self.get(name, shape, dtype)
+
+
+_WORKSPACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def workspace(model: SequenceModel) -> Workspace:
+    """The model's workspace (freed with the model). One pass at a time per model."""
+    ws = _WORKSPACES.get(model)
+    if ws is None:
+        ws = _WORKSPACES[model] = Workspace()
+    return ws
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -148,44 +191,66 @@ def _weights(layer: torch.nn.RNNBase) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     )
 
 
-def _input_projection(x_tm: Tensor, w_ih: Tensor, bias: Tensor) -> Tensor:
-    """W_ih x_t + bias for every step in one matmul: (T, B, in) → (T, B, rows)."""
-    T, B, n_in = x_tm.shape
-    return torch.addmm(bias, x_tm.reshape(T * B, n_in), w_ih.t()).view(T, B, -1)
+def _inputs(x: Tensor, buf) -> Tensor:
+    """The batch-first input x (B, T, in) as time-major rows (T·B, in + 1), last column 1.
+
+    The column of ones turns the bias into one more weight column: W_ih x_t + b is
+    one matmul, and so are both of its gradients (see :func:`_weight_grad`).
+    """
+    B, T, n_in = x.shape
+    x1 = buf("x1", T * B, n_in + 1)
+    x1[:, :n_in].view(T, B, n_in).copy_(x.transpose(0, 1))
+    x1[:, n_in].fill_(1.0)
+    return x1
 
 
-def _matmul_grad(delta: Tensor, inputs: Tensor, with_bias: bool) -> tuple[Tensor, Tensor | None]:
-    """∂ℓ/∂W = Σ_{t,b} δ_{t,b}ᵀ v_{t,b} (and ∂ℓ/∂b = Σ_{t,b} δ_{t,b}) for a map v ↦ W v + b.
+def _input_projection(x1: Tensor, w_ih: Tensor, bias: Tensor, out: Tensor) -> Tensor:
+    """W_ih x_t + bias for every step at once: one (T·B)-row matmul into ``out`` (T, B, rows)."""
+    T, B, rows = out.shape
+    torch.addmm(bias, x1[:, :-1], w_ih.t(), out=out.view(T * B, rows))
+    return out
 
-    ``delta`` (T, B, rows) and ``inputs`` (T, B, cols) hold all steps, so the sum
-    over steps and sequences is a single matmul over T·B rows. The bias gradient
-    rides along as a column of ones appended to v. (Computed as (vᵀ δ)ᵀ: MKL is
-    much faster that way round for the thin matrices here.)
+
+def _weight_grad(delta: Tensor, inputs: Tensor) -> Tensor:
+    """∂ℓ/∂W = Σ_{t,b} δ_{t,b}ᵀ v_{t,b} for a map v ↦ W v, all steps in one matmul.
+
+    ``delta`` holds ∂ℓ/∂(W v) and ``inputs`` the v, both with T·B rows (any
+    leading shape). With the ones column of :func:`_inputs` appended to v, the
+    last column of the result is ∂ℓ/∂b = Σ δ. (Computed as (vᵀ δ)ᵀ: MKL is much
+    faster that way round for these thin matrices.)
     """
     d = delta.reshape(-1, delta.shape[-1])
     v = inputs.reshape(-1, inputs.shape[-1])
-    if with_bias:
-        v = torch.cat([v, v.new_ones(v.shape[0], 1)], dim=1)
-    g = torch.mm(v.t(), d).t()
-    if with_bias:
-        return g[:, :-1].contiguous(), g[:, -1].contiguous()
-    return g.contiguous(), None
+    return torch.mm(v.t(), d).t()
 
 
-def _readout_backward(model: SequenceModel, task: Task, h_tm: Tensor, y: Tensor):
-    """Readout and loss by autograd, on the (T, B, H) hidden states.
+def _split_bias(g: Tensor) -> tuple[Tensor, Tensor]:
+    """(∂ℓ/∂W, ∂ℓ/∂b) from a gradient computed with the ones column (last)."""
+    return g[:, :-1].contiguous(), g[:, -1].contiguous()
 
-    Returns (per-sequence losses, outputs (B, T, out), dy (T, B, H), readout grads)
-    where dy_t = ∂(Σ_b ℓ_b)/∂h_t through the readout of step t only.
+
+def _readout(model: SequenceModel, task: Task, h_out: Tensor, y: Tensor, dy: Tensor):
+    """The readout y_t = W_out h_t + b_out of every step, the loss, and their gradients.
+
+    Only ∂ℓ/∂(outputs) comes from autograd (of the task's loss, whatever it is);
+    the Linear layer is differentiated by hand. Fills ``dy`` (T, B, H) with
+    dy_t = ∂(Σ_b ℓ_b)/∂h_t through the readout of step t only: the gradient that
+    *enters* the recurrence at step t. Returns (per-sequence losses, outputs
+    (B, T, out), [∂ℓ/∂W_out, ∂ℓ/∂b_out]).
     """
+    T, B, H = h_out.shape
+    w_out, b_out = model.readout.weight.detach(), model.readout.bias.detach()
+    h_flat = h_out.reshape(T * B, H)
+    out = torch.addmm(b_out, h_flat, w_out.t()).view(T, B, -1)  # y_t = W_out h_t + b_out
     with torch.enable_grad():
-        h_leaf = h_tm.detach().requires_grad_(True)
-        out_tm = model.readout(h_leaf)  # y_t = W_out h_t + b_out, all steps at once
-        outputs = out_tm.transpose(0, 1)  # (B, T, out), as the task expects
+        outputs = out.transpose(0, 1).detach().requires_grad_(True)  # (B, T, out), as the task expects
         per_seq = task.loss(outputs, y)
-        readout_params = list(model.readout.parameters())
-        grads = torch.autograd.grad(per_seq.sum(), [h_leaf, *readout_params])
-    return per_seq.detach(), outputs.detach().contiguous(), grads[0].contiguous(), list(grads[1:])
+        (d_out,) = torch.autograd.grad(per_seq.sum(), [outputs])  # ∂(Σ_b ℓ_b)/∂y_t
+    d_out = d_out.transpose(0, 1).reshape(T * B, -1)
+    torch.mm(d_out, w_out, out=dy.view(T * B, H))  # dy_t = W_outᵀ ∂ℓ/∂y_t
+    d_w_out = _weight_grad(d_out, h_flat)  # ∂ℓ/∂W_out = Σ_t (∂ℓ/∂y_t)ᵀ h_t
+    d_b_out = d_out.sum(0)  # ∂ℓ/∂b_out = Σ_t ∂ℓ/∂y_t
+    return per_seq.detach(), outputs.detach().contiguous(), [d_w_out.contiguous(), d_b_out]
 
 
 def _one_minus_square(v: Tensor, out: Tensor | None = None) -> Tensor:
@@ -200,16 +265,18 @@ def _rnn_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
     """Elman RNN:  a_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh,  h_t = φ(a_t)."""
     layer = model.recurrent
     w_ih, w_hh, b_ih, b_hh = _weights(layer)
-    x_tm = x.transpose(0, 1)
-    T, B = x_tm.shape[:2]
+    B, T, _ = x.shape
     H = layer.hidden_size
     relu = layer.nonlinearity == "relu"
+    ws = workspace(model)
+    buf = ws.getter(x.dtype)
+    x1 = _inputs(x, buf)
 
     # ---- forward
     # hs[t + 1] = h_t and hs[0] = h_{−1} = 0, so hs[:-1] are the inputs h_{t−1}.
-    hs = x.new_empty(T + 1, B, H)
+    hs = buf("hs", T + 1, B, H)
     hs[0].zero_()
-    gx = _input_projection(x_tm, w_ih, b_ih + b_hh)  # W_ih x_t + b_ih + b_hh, every t
+    gx = _input_projection(x1, w_ih, b_ih + b_hh, buf("gx", T, B, H))  # W_ih x_t + b_ih + b_hh
     w_hh_t = w_hh.t()
     h_, gx_ = hs.unbind(0), gx.unbind(0)
     phi_ = torch.Tensor.relu_ if relu else torch.Tensor.tanh_
@@ -218,13 +285,15 @@ def _rnn_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
         phi_(a)  # h_t = φ(a_t)
     h_out = hs[1:]
 
-    per_seq, outputs, dy, readout_grads = _readout_backward(model, task, h_out, y)
+    dy = buf("dy", T, B, H)
+    per_seq, outputs, readout_grads = _readout(model, task, h_out, y, dy)
 
     # ---- backward
-    # φ'(a_t) from the output alone: tanh' = 1 − h_t², relu' = [h_t > 0].
-    dphi = (h_out > 0).to(h_out.dtype) if relu else _one_minus_square(h_out)
-    dh = x.new_empty(T, B, H)  # ∂ℓ/∂h_t (total)
-    da = x.new_empty(T + 1, B, H)  # δ_t = ∂ℓ/∂a_t;  δ_T = 0: nothing after the last step
+    # φ'(a_t) from the output alone: tanh' = 1 − h_t², relu' = [h_t > 0] = sign(h_t).
+    dphi = buf("dphi", T, B, H)
+    torch.sign(h_out, out=dphi) if relu else _one_minus_square(h_out, out=dphi)
+    dh = buf("dh", T, B, H)  # ∂ℓ/∂h_t (total)
+    da = buf("da", T + 1, B, H)  # δ_t = ∂ℓ/∂a_t;  δ_T = 0: nothing after the last step
     da[T].zero_()
     dh_, da_, dy_, dphi_ = dh.unbind(0), da.unbind(0), dy.unbind(0), dphi.unbind(0)
     for t in range(T - 1, -1, -1):
@@ -235,10 +304,10 @@ def _rnn_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
 
     # ---- parameter gradients (a_t is linear in W_ih, W_hh and both biases)
     da = da[:T]
-    d_w_ih, d_b = _matmul_grad(da, x_tm, with_bias=True)  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
-    d_w_hh, _ = _matmul_grad(da, hs[:T], with_bias=False)  # Σ_t δ_tᵀ h_{t−1}
+    d_w_ih, d_b = _split_bias(_weight_grad(da, x1))  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
+    d_w_hh = _weight_grad(da, hs[:T]).contiguous()  # Σ_t δ_tᵀ h_{t−1}
     grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b.clone()], readout_grads, B)
-    result = Backprop(per_seq, outputs, grads)
+    result = Backprop(per_seq, outputs, grads, workspace=ws)
     if record:
         result.states = {"h": dh}
         result.blocks = [(("h",), dh.unsqueeze(2))]
@@ -259,22 +328,24 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
     """
     layer = model.recurrent
     w_ih, w_hh, b_ih, b_hh = _weights(layer)
-    x_tm = x.transpose(0, 1)
-    T, B = x_tm.shape[:2]
+    B, T, _ = x.shape
     H = layer.hidden_size
     no_forget, coupled = layer.no_forget_gate, layer.coupled_gates
+    ws = workspace(model)
+    buf = ws.getter(x.dtype)
+    x1 = _inputs(x, buf)
 
     # ---- forward
-    pre = _input_projection(x_tm, w_ih, b_ih + b_hh)  # W_ih x_t + b_ih + b_hh, every t
+    pre = _input_projection(x1, w_ih, b_ih + b_hh, buf("pre", T, B, 4 * H))  # W_ih x_t + b_ih + b_hh
     # act[t] = (i_t, f_t, g_t, o_t). An extra all-zero step T makes f_T = 0, so the
     # backward loop needs no special case at its first step.
-    act = x.new_empty(T + 1, B, 4 * H)
+    act = buf("act", T + 1, B, 4 * H)
     act[T].zero_()
-    hs = x.new_empty(T + 1, B, H)  # hs[t + 1] = h_t, hs[0] = h_{−1} = 0
-    cs = x.new_empty(T + 1, B, H)  # cs[t + 1] = c_t, cs[0] = c_{−1} = 0
+    hs = buf("hs", T + 1, B, H)  # hs[t + 1] = h_t, hs[0] = h_{−1} = 0
+    cs = buf("cs", T + 1, B, H)  # cs[t + 1] = c_t, cs[0] = c_{−1} = 0
     hs[0].zero_()
     cs[0].zero_()
-    tanh_c = x.new_empty(T, B, H)  # tanh(c_t), reused by the backward pass
+    tanh_c = buf("tanh_c", T, B, H)  # tanh(c_t), reused by the backward pass
     i_, f_, g_, o_ = (v.unbind(0) for v in act.split(H, dim=2))
     pre_, pre_g = pre.unbind(0), pre[:, :, 2 * H : 3 * H].unbind(0)
     act_, h_, c_, tc_ = act.unbind(0), hs.unbind(0), cs.unbind(0), tanh_c.unbind(0)
@@ -293,7 +364,8 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
         torch.mul(o_[t], tc_[t], out=h_[t + 1])  # h_t = o_t ⊙ tanh(c_t)
     h_out = hs[1:]
 
-    per_seq, outputs, dy, readout_grads = _readout_backward(model, task, h_out, y)
+    dy = buf("dy", T, B, H)
+    per_seq, outputs, readout_grads = _readout(model, task, h_out, y, dy)
 
     # ---- backward
     # Local derivatives of every step, before the loop. With δ_t = ∂ℓ/∂pre_t:
@@ -302,13 +374,13 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
     # k holds the factors multiplying ∂ℓ/∂c (blocks i, f, g) and ∂ℓ/∂h (block o).
     a = act[:T]
     i, f, g, o = a.split(H, dim=2)
-    k = torch.addcmul(a, a, a, value=-1.0)  # σ(1 − σ) = σ' for i, f, o
+    k = torch.addcmul(a, a, a, value=-1.0, out=buf("k", T, B, 4 * H))  # σ(1 − σ) = σ' for i, f, o
     k_i, k_f, k_g, k_o = k.split(H, dim=2)
     _one_minus_square(g, out=k_g)  # tanh' = 1 − g² for g
     if coupled:
         # i_t = 1 − f_t reads pre^f, not pre^i: c_t = f ⊙ c_{t−1} + (1 − f) ⊙ g, so
         # ∂c_t/∂pre^f = (c_{t−1} − g_t) ⊙ σ'(f), and pre^i has no effect.
-        k_f.mul_(cs[:T] - g)
+        k_f.mul_(torch.sub(cs[:T], g, out=k_i))
         k_i.zero_()
     else:
         k_i.mul_(g)  # ∂c_t/∂pre^i = g_t ⊙ σ'(i)
@@ -318,11 +390,11 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
             k_f.mul_(cs[:T])  # ∂c_t/∂pre^f = c_{t−1} ⊙ σ'(f)
     k_g.mul_(i)  # ∂c_t/∂pre^g = i_t ⊙ tanh'(g)
     k_o.mul_(tanh_c)  # ∂h_t/∂pre^o = tanh(c_t) ⊙ σ'(o)
-    dh_dc = _one_minus_square(tanh_c).mul_(o)  # ∂h_t/∂c_t = o_t ⊙ tanh'(c_t)
+    dh_dc = _one_minus_square(tanh_c, out=buf("dh_dc", T, B, H)).mul_(o)  # ∂h_t/∂c_t = o_t ⊙ tanh'(c_t)
 
-    dh = x.new_empty(T, B, H)  # ∂ℓ/∂h_t (total)
-    dc = x.new_empty(T + 1, B, H)  # ∂ℓ/∂c_t (total); ∂ℓ/∂c_T = 0
-    dpre = x.new_empty(T + 1, B, 4 * H)  # δ_t; δ_T = 0
+    dh = buf("dh", T, B, H)  # ∂ℓ/∂h_t (total)
+    dc = buf("dc", T + 1, B, H)  # ∂ℓ/∂c_t (total); ∂ℓ/∂c_T = 0
+    dpre = buf("dpre", T + 1, B, 4 * H)  # δ_t; δ_T = 0
     dc[T].zero_()
     dpre[T].zero_()
     f_next = act[1:, :, H : 2 * H].unbind(0)  # f_{t+1}  (f_T = 0: the padding step)
@@ -343,10 +415,10 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
 
     # ---- parameter gradients (pre_t is linear in W_ih, W_hh and both biases)
     dpre = dpre[:T]
-    d_w_ih, d_b = _matmul_grad(dpre, x_tm, with_bias=True)  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
-    d_w_hh, _ = _matmul_grad(dpre, hs[:T], with_bias=False)  # Σ_t δ_tᵀ h_{t−1}
+    d_w_ih, d_b = _split_bias(_weight_grad(dpre, x1))  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
+    d_w_hh = _weight_grad(dpre, hs[:T]).contiguous()  # Σ_t δ_tᵀ h_{t−1}
     grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b.clone()], readout_grads, B)
-    result = Backprop(per_seq, outputs, grads)
+    result = Backprop(per_seq, outputs, grads, workspace=ws)
     if record:
         result.states = {"h": dh, "c": dc[:T]}
         result.gates = dict(zip("ifgo", dpre.split(H, dim=2)))
@@ -371,23 +443,25 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
     """
     layer = model.recurrent
     w_ih, w_hh, b_ih, b_hh = _weights(layer)
-    x_tm = x.transpose(0, 1)
-    T, B = x_tm.shape[:2]
+    B, T, _ = x.shape
     H = layer.hidden_size
     H2 = 2 * H
+    ws = workspace(model)
+    buf = ws.getter(x.dtype)
+    x1 = _inputs(x, buf)
 
     # ---- forward
-    gx = _input_projection(x_tm, w_ih, b_ih)  # W_ih x_t + b_ih, every t
-    s = x.new_empty(T, B, 3 * H)  # s_t = W_hh h_{t−1} + b_hh
+    gx = _input_projection(x1, w_ih, b_ih, buf("gx", T, B, 3 * H))  # W_ih x_t + b_ih, every t
+    s = buf("s", T, B, 3 * H)  # s_t = W_hh h_{t−1} + b_hh
     # rz[t] = (r_t, z_t) and n[t] = n_t in buffers of their own, so that σ and tanh
     # run on contiguous memory (twice as fast on CPU as on a strided slice).
     # rz has one all-zero step T (z_T = 0) so the backward loop needs no special case.
-    rz = x.new_empty(T + 1, B, H2)
+    rz = buf("rz", T + 1, B, H2)
     rz[T].zero_()
-    n = x.new_empty(T, B, H)
-    hs = x.new_empty(T + 1, B, H)  # hs[t + 1] = h_t, hs[0] = h_{−1} = 0
+    n = buf("n", T, B, H)
+    hs = buf("hs", T + 1, B, H)  # hs[t + 1] = h_t, hs[0] = h_{−1} = 0
     hs[0].zero_()
-    diff = x.new_empty(B, H)
+    diff = buf("diff", B, H)
     gx_rz, gx_n = (v.unbind(0) for v in gx.split([H2, H], dim=2))
     s_, s_rz, s_n = s.unbind(0), s[:, :, :H2].unbind(0), s[:, :, H2:].unbind(0)
     rz_, r_, z_ = rz.unbind(0), rz[:, :, :H].unbind(0), rz[:, :, H:].unbind(0)
@@ -401,7 +475,8 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
         torch.addcmul(n_[t], z_[t], diff, out=h_[t + 1])  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
     h_out = hs[1:]
 
-    per_seq, outputs, dy, readout_grads = _readout_backward(model, task, h_out, y)
+    dy = buf("dy", T, B, H)
+    per_seq, outputs, readout_grads = _readout(model, task, h_out, y, dy)
 
     # ---- backward
     # Local derivatives of every step, before the loop; with δ = ∂ℓ/∂(pre-activations):
@@ -411,17 +486,17 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
     # ks holds the three factors that turn ∂ℓ/∂h_t into ∂ℓ/∂s_t.
     r, z = rz[:T, :, :H], rz[:T, :, H:]
     h_prev = hs[:T]
-    ks = x.new_empty(T, B, 3, H)
+    ks = buf("ks", T, B, 3, H)
     k_r, k_z, k_sn = ks.unbind(2)
-    k_n = _one_minus_square(n)  # tanh'(n)
+    k_n = _one_minus_square(n, out=buf("k_n", T, B, H))  # tanh'(n)
     k_n.addcmul_(z, k_n, value=-1.0)  # ∂h_t/∂pre^n = (1 − z_t) ⊙ tanh'(n_t)
-    sig = torch.addcmul(rz[:T], rz[:T], rz[:T], value=-1.0)  # σ' for r and z
+    sig = torch.addcmul(rz[:T], rz[:T], rz[:T], value=-1.0, out=buf("sig", T, B, H2))  # σ' for r, z
     torch.mul(k_n, s[:, :, H2:], out=k_r).mul_(sig[:, :, :H])  # ∂h_t/∂pre^r = k_n ⊙ s^n ⊙ σ'(r)
     torch.sub(h_prev, n, out=k_z).mul_(sig[:, :, H:])  # ∂h_t/∂pre^z = (h_{t−1} − n) ⊙ σ'(z)
     torch.mul(k_n, r, out=k_sn)  # ∂h_t/∂s^n = k_n ⊙ r_t
 
-    dh = x.new_empty(T + 1, B, H)  # ∂ℓ/∂h_t (total); ∂ℓ/∂h_T = 0
-    ds = x.new_empty(T + 1, B, 3, H)  # ∂ℓ/∂s_t; ∂ℓ/∂s_T = 0
+    dh = buf("dh", T + 1, B, H)  # ∂ℓ/∂h_t (total); ∂ℓ/∂h_T = 0
+    ds = buf("ds", T + 1, B, 3, H)  # ∂ℓ/∂s_t; ∂ℓ/∂s_T = 0
     dh[T].zero_()
     ds[T].zero_()
     dh_, dy_, ds_ = dh.unbind(0), dy.unbind(0), ds.unbind(0)
@@ -435,21 +510,22 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
         torch.mul(dh_b[t], ks_[t], out=ds_[t])
 
     dh, ds = dh[:T], ds[:T]
-    d_r, d_z = ds[:, :, 0], ds[:, :, 1]  # δ^r = ∂ℓ/∂s^r and δ^z = ∂ℓ/∂s^z (they enter pre directly)
-    d_n = dh * k_n  # δ^n = ∂ℓ/∂h_t ⊙ (1 − z) ⊙ tanh'(n), all steps at once
+    d_n = torch.mul(dh, k_n, out=buf("d_n", T, B, H))  # δ^n = ∂ℓ/∂h_t ⊙ (1 − z) ⊙ tanh'(n), all t
 
     # ---- parameter gradients
-    # W_ih x_t + b_ih feeds pre^r, pre^z, pre^n directly: its gradient is δ = (δ^r, δ^z, δ^n).
-    d_w_ih_rz, d_b_ih_rz = _matmul_grad(ds[:, :, :2].reshape(T, B, H2), x_tm, with_bias=True)
-    d_w_ih_n, d_b_ih_n = _matmul_grad(d_n, x_tm, with_bias=True)
-    # W_hh h_{t−1} + b_hh is s_t: its gradient is ∂ℓ/∂s_t.
-    d_w_hh, _ = _matmul_grad(ds.view(T, B, 3 * H), h_prev, with_bias=False)
-    d_b_hh = ds.sum(dim=(0, 1)).view(3 * H)
-    grads = [torch.cat([d_w_ih_rz, d_w_ih_n]), d_w_hh, torch.cat([d_b_ih_rz, d_b_ih_n]), d_b_hh]
-    result = Backprop(per_seq, outputs, _param_grads(model, grads, readout_grads, B))
+    # W_ih x_t + b_ih feeds pre^r, pre^z, pre^n directly, so its gradient is
+    # δ = (δ^r, δ^z, δ^n) = (∂ℓ/∂s^r, ∂ℓ/∂s^z, δ^n); W_hh h_{t−1} + b_hh is s_t.
+    ds_rows = ds.view(T * B, 3 * H)
+    g_rz = _weight_grad(ds_rows[:, :H2], x1)  # rows r, z of (∂ℓ/∂W_ih | ∂ℓ/∂b_ih)
+    g_n = _weight_grad(d_n, x1)  # rows n
+    d_w_ih, d_b_ih = _split_bias(torch.cat([g_rz, g_n]))
+    d_w_hh = _weight_grad(ds_rows, h_prev).contiguous()  # Σ_t (∂ℓ/∂s_t)ᵀ h_{t−1}
+    d_b_hh = ds_rows.sum(0)  # Σ_t ∂ℓ/∂s_t
+    grads = [d_w_ih, d_w_hh, d_b_ih, d_b_hh]
+    result = Backprop(per_seq, outputs, _param_grads(model, grads, readout_grads, B), workspace=ws)
     if record:
         result.states = {"h": dh}
-        result.gates = {"r": d_r, "z": d_z, "n": d_n}
+        result.gates = {"r": ds[:, :, 0], "z": ds[:, :, 1], "n": d_n}
         result.blocks = [(("h",), dh.unsqueeze(2)), (("r", "z", ""), ds), (("n",), d_n.unsqueeze(2))]
         means = rz[:T].view(T, B, 2, H).mean(dim=(1, 3))  # (T, 2): mean r and z per step
         result.activations = {"r": means[:, 0], "z": means[:, 1]}

@@ -7,6 +7,10 @@ in turn) on a daemon thread. The thread only produces records into each run's
 ``job.runs[i].data`` snapshots whenever it likes. Nothing here knows about
 Streamlit.
 
+With ``mode="process"`` (what the app uses) the trainers themselves run in a
+child process (:mod:`core.worker`) and the job's thread only relays their
+records, so a page redrawing charts in the server cannot slow training down.
+
 :class:`Slots` caps how many jobs train at once in the process (a room of
 workshop users shares two cores); a job waiting for a slot reports status
 "queued" with its place in the queue.
@@ -24,6 +28,25 @@ from core.runs import RunData, RunError, RunStore, RunWriter
 from core.train import EndRecord, Trainer
 
 MAX_TRAININGS_ENV = "RNNLAB_MAX_TRAININGS"
+
+
+def run_lockstep(trainers: list[Trainer], emit) -> None:
+    """Run trainers in lockstep: one training step of each in turn, so models
+    compared side by side progress together (and, with one seed, on identical
+    batches). ``emit(i, record)`` receives every record of trainer i."""
+    iterators = [(i, t.run()) for i, t in enumerate(trainers)]
+    while iterators:
+        for item in list(iterators):
+            i, it = item
+            for record in it:
+                emit(i, record)
+                if record.kind in ("step", "end"):
+                    break
+            else:
+                iterators.remove(item)
+                continue
+            if record.kind == "end":
+                iterators.remove(item)
 
 
 class Slots:
@@ -116,8 +139,10 @@ class TrainingJob:
     runs: list[JobRun] = field(default_factory=list)
     save_error: str | None = None
     error: str | None = None
+    mode: str = "thread"  # "thread", or "process" (a child process: see core.worker)
     _cancel: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _worker: object | None = None
 
     def __post_init__(self):
         if not self.configs:
@@ -143,6 +168,8 @@ class TrainingJob:
         for r in self.runs:
             if r.trainer is not None:
                 r.trainer.stop()
+        if self._worker is not None:
+            self._worker.stop()
 
     def join(self, timeout: float | None = None) -> bool:
         if self._thread is not None:
@@ -153,6 +180,12 @@ class TrainingJob:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def busy(self) -> bool:
+        """Still queued or training (the thread may live a moment longer to save weights)."""
+        return self.alive and any(
+            r.data.status.get("status") in ("queued", "running") for r in self.runs)
 
     @property
     def queue_position(self) -> int | None:
@@ -176,28 +209,11 @@ class TrainingJob:
                         self._finish(r, "stopped", "stopped before a training slot was free")
                     return
             for r in self.runs:
-                r.trainer = Trainer(r.config)
-                if self._cancel.is_set():
-                    r.trainer.stop()
                 r.data.set_status("running")
-            iterators = [(r, r.trainer.run()) for r in self.runs]
-            # Lockstep: one record-producing step of each run in turn, so runs
-            # compared side by side progress together on identical batches.
-            while iterators:
-                for item in list(iterators):
-                    r, it = item
-                    for record in it:
-                        self._emit(r, record)
-                        if record.kind in ("step", "end"):
-                            break
-                    else:
-                        iterators.remove(item)
-                        continue
-                    if record.kind == "end":
-                        iterators.remove(item)
-                        if r.writer is not None:
-                            r.writer.save_model(r.trainer.model)
-                            r.writer.flush()
+            if self.mode == "process":
+                self._train_in_process()
+            else:
+                self._train_in_thread()
         except Exception as e:  # noqa: BLE001 - a worker must never die silently
             self.error = f"{type(e).__name__}: {e}"
             for r in self.runs:
@@ -206,6 +222,42 @@ class TrainingJob:
         finally:
             if acquired:
                 self.slots.release()
+
+    def _train_in_thread(self) -> None:
+        for r in self.runs:
+            r.trainer = Trainer(r.config)
+            if self._cancel.is_set():
+                r.trainer.stop()
+        run_lockstep([r.trainer for r in self.runs], self._on_record)
+        for r in self.runs:
+            if r.writer is not None:
+                r.writer.save_model(r.trainer.model)
+                r.writer.flush()
+
+    def _on_record(self, i: int, record) -> None:
+        self._emit(self.runs[i], record)
+
+    def _train_in_process(self) -> None:
+        from core.worker import POOL
+
+        worker = POOL.acquire()
+        self._worker = worker
+        worker.send_job([r.config.to_dict() for r in self.runs])
+        if self._cancel.is_set():
+            worker.stop()
+        for msg in worker.messages():
+            if msg[0] == "record":
+                self._on_record(msg[1], msg[2])
+            elif msg[0] == "model":
+                writer = self.runs[msg[1]].writer
+                if writer is not None:
+                    writer.save_state(msg[2])
+                    writer.flush()
+        code = worker.close()
+        for r in self.runs:
+            if r.data.status.get("status") in ("queued", "running"):
+                detail = worker.stderr_tail.splitlines()[-1:] or [f"exit code {code}"]
+                self._finish(r, "stopped", f"the training process ended unexpectedly ({detail[0]})")
 
     def _finish(self, run: JobRun, status: str, message: str) -> None:
         st = run.data.status_copy()

@@ -226,9 +226,13 @@ class RunWriter:
             self.error = f"could not save the run to {self.dir}: {e.strerror or e}"
 
     def save_model(self, model) -> None:
+        self.save_state(model.state_dict())
+
+    def save_state(self, state: dict) -> None:
+        """Write weights (a state dict) as model.safetensors; failures go to ``error``."""
         from safetensors.torch import save_file
 
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().contiguous() for k, v in state.items()}
         try:
             atomic_write(self.dir / "model.safetensors", lambda tmp: save_file(state, tmp))
         except OSError as e:

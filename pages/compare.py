@@ -21,7 +21,7 @@ st.caption(
 )
 
 job, datas, problem = attached_runs("compare")
-running = job is not None and job.alive
+running = job is not None and job.busy
 config = config_sidebar("compare", show_arch=False)
 
 if "models" in st.query_params and "compare_models" not in st.session_state:
@@ -46,7 +46,7 @@ if start:
 if c2.button("Stop", disabled=not running):
     job.stop()
     job.join(timeout=5)
-    running = job.alive
+    running = job.busy
 if problem:
     st.error(problem)
 
@@ -106,6 +106,6 @@ def draw(ds: list[RunData]) -> None:
 
 
 if datas:
-    live_view(job if running else None, datas, "compare", draw)
+    live_view(job if job is not None and job.alive else None, datas, "compare", draw)
 else:
     st.info("Pick models and press **Train together**.")

@@ -16,7 +16,7 @@ st.caption(
 )
 
 job, datas, problem = attached_runs("train")
-running = job is not None and job.alive
+running = job is not None and job.busy
 config = config_sidebar("train", disabled=False)
 task = config.make_task()
 st.markdown(f"**{task.name}**, T = {config.seq_len}: {task.description} "
@@ -32,7 +32,7 @@ if c1.button("Train", type="primary", disabled=running):
 if c2.button("Stop", disabled=not running):
     job.stop()
     job.join(timeout=5)
-    running = job.alive
+    running = job.busy
 
 if problem:
     st.error(problem)
@@ -43,4 +43,4 @@ else:
         status_header(ds[0], job)
         run_charts(ds[0], key="train")
 
-    live_view(job if running else None, datas, "train", draw)
+    live_view(job if job is not None and job.alive else None, datas, "train", draw)

@@ -95,3 +95,40 @@ def test_released_jobs_stop_after_the_grace_period_unless_claimed():
 def test_a_job_needs_a_config():
     with pytest.raises(ValueError):
         TrainingJob([])
+
+
+def test_process_mode_gives_the_same_records_as_thread_mode(tmp_path):
+    from core.runs import RunStore
+
+    cfgs = [TINY.replace(arch="lstm"), TINY.replace(arch="gru")]
+    a = TrainingJob(cfgs, slots=None).start()
+    b = TrainingJob(cfgs, store=RunStore(tmp_path), slots=None, mode="process").start()
+    assert a.join(60) and b.join(120)
+    assert b.error is None
+    for ra, rb in zip(a.runs, b.runs):
+        assert rb.data.status["status"] == "finished"
+        assert ra.data.table("metrics")["loss"].tolist() == rb.data.table("metrics")["loss"].tolist()
+        assert len(rb.data.table("probes")) == len(ra.data.table("probes"))
+        assert (rb.writer.dir / "model.safetensors").is_file()
+
+
+def test_stopping_a_process_job_stops_its_child():
+    job = TrainingJob([TINY.replace(steps=100000)], slots=None, mode="process").start()
+    deadline = time.time() + 60
+    while time.time() < deadline and job.runs[0].data.status.get("step", 0) < 3:
+        time.sleep(0.1)
+    job.stop()
+    assert job.join(30)
+    assert job.runs[0].data.status["status"] == "stopped"
+    assert job._worker.proc.poll() is not None  # the child has exited
+
+
+def test_a_crashed_child_is_reported_not_hidden():
+    job = TrainingJob([TINY.replace(steps=100000)], slots=None, mode="process").start()
+    deadline = time.time() + 60
+    while time.time() < deadline and job.runs[0].data.status.get("step", 0) < 3:
+        time.sleep(0.1)
+    job._worker.proc.kill()
+    assert job.join(30)
+    s = job.runs[0].data.status
+    assert s["status"] == "stopped" and "ended unexpectedly" in s["message"]

@@ -82,7 +82,9 @@ def start_job(page: str, configs) -> TrainingJob:
     if len(run_store().ids()) + len(configs) > stored:
         raise LimitReached(f"The run store is full ({stored} runs): delete runs on the Runs "
                            "page first.")
-    job = TrainingJob(list(configs), store=run_store()).start()
+    # Trainings run in child processes ($RNNLAB_WORKER=thread keeps them in-process).
+    mode = "thread" if os.environ.get("RNNLAB_WORKER") == "thread" else "process"
+    job = TrainingJob(list(configs), store=run_store(), mode=mode).start()
     jobs.started += len(configs)
     GLOBAL_REGISTRY.register(job)
     session_jobs().set(page, job)
