@@ -9,9 +9,10 @@ from the analytic backward pass of each cell, run once over the whole batch:
 * the **forward** pass runs the cell equations step by step, writing each step's
   h_t, c_t and gate activations into preallocated time-major buffers; the input
   projection W_ih x_t + b of all steps is one matmul before the loop;
-* the **readout and loss** (a Linear layer and the task's loss) are left to
-  autograd, which hands back dy_t = ∂ℓ/∂h_t *through the readout of step t
-  only*: the gradient that enters the recurrence at step t;
+* the **readout and loss**: only ∂ℓ/∂(outputs) comes from autograd (of the
+  task's loss, whatever it is); through the Linear readout that gives
+  dy_t = ∂ℓ/∂h_t *through the readout of step t only*: the gradient that enters
+  the recurrence at step t;
 * the **backward** pass walks t = T−1 … 0 and applies the chain rule of the cell
   by hand. It produces exactly the *total* derivatives ∂ℓ/∂h_t, ∂ℓ/∂c_t and
   δ_t = ∂ℓ/∂(gate pre-activations) that the probe reports, and nothing more.
@@ -22,7 +23,8 @@ from the analytic backward pass of each cell, run once over the whole batch:
   once, e.g. ∂ℓ/∂W_hh = Σ_t δ_tᵀ h_{t−1} is one (T·B)-row matmul.
 
 Shapes: B sequences, T steps, H hidden units; buffers are time-major (T, B, ·)
-so that one step's slice is contiguous. A gate's "pre-activation" is the
+so that one step's slice is contiguous, and are kept from one step to the next
+(:class:`Workspace`). A gate's "pre-activation" is the
 argument of its nonlinearity, in torch's gate order (LSTM i, f, g, o; GRU r, z,
 n). Since sequences in a batch do not interact, the backward pass of Σ_b ℓ_b
 gives every per-sequence ∂ℓ_b/∂q_{t,b} at once, as in :mod:`core.probe`; the
@@ -137,7 +139,7 @@ def _unit_norms(block: Tensor, ws: Workspace | None = None) -> Tensor:
     if not math.isfinite(peak) or peak == 0:
         return block.norm(dim=-1).double()
     shift = min(max(60 - math.frexp(peak)[1], -120), 120)
-    scaled = ws.get("norm_scratch", block.shape, block.dtype) if ws is not None else None
+    scaled = ws.get(f"norm_scratch_{block.shape[-2]}", block.shape, block.dtype) if ws is not None else None
     scaled = torch.mul(block, 2.0**shift, out=scaled)
     return scaled.norm(dim=-1).double() * 2.0**-shift
 

@@ -97,8 +97,9 @@ class AppServer:
     """
 
     def __init__(self, runs_dir: Path, log_dir: Path, max_trainings: int = 2,
-                 python: str | None = None):
+                 python: str | None = None, env: dict | None = None):
         self.runs_dir = Path(runs_dir)
+        self.extra_env = {k: str(v) for k, v in (env or {}).items()}  # e.g. RNNLAB_RELEASE_GRACE_S
         self.log_dir = Path(log_dir)
         self.max_trainings = max_trainings
         self.python = python or _venv_python()
@@ -114,6 +115,11 @@ class AppServer:
     def __str__(self) -> str:
         return self.url
 
+    @property
+    def pid(self) -> int | None:
+        """PID of the streamlit server process (None before start)."""
+        return self.proc.pid if self.proc is not None else None
+
     def start(self, timeout: float = 60.0) -> AppServer:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +129,7 @@ class AppServer:
             RNNLAB_MAX_TRAININGS=str(self.max_trainings),
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         cmd = [
             self.python, "-m", "streamlit", "run", "app.py",
             "--server.headless", "true",
