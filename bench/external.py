@@ -44,7 +44,7 @@ def app(log=print) -> dict:
     if not APP_SCRIPT.exists():
         log(f"--app: {APP_SCRIPT.relative_to(ROOT)} does not exist yet; nothing to run")
         return {"skipped": f"{APP_SCRIPT.relative_to(ROOT)} not found"}
-    return _run([sys.executable, str(APP_SCRIPT)], log=log)
+    return _run([sys.executable, "-m", "tests.e2e.measure"], log=log)
 
 
 def sweep(log=print) -> dict:

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import weakref
 from dataclasses import dataclass, field
 
@@ -111,46 +112,53 @@ class Backprop:
     gates: dict[str, Tensor] = field(default_factory=dict)
     activations: dict[str, Tensor] = field(default_factory=dict)
     # The same gradients as contiguous (T, B, k, H) blocks with their k names ("" =
-    # not reported): the norms are taken on these (on a strided slice, several times slower).
+    # not reported): norms over these are several times faster than over strided slices.
     blocks: list[tuple[tuple[str, ...], Tensor]] = field(default_factory=list)
-    workspace: Workspace | None = None
 
     def grad_norms(self) -> dict[str, Tensor]:
         """grad_norm(t, q) = mean_b ‖∂ℓ_b/∂q_{t,b}‖₂ for every recorded quantity: (T,) each."""
         out = {}
-        for names, block in self.blocks:
-            norms = _unit_norms(block, self.workspace).mean(dim=1)  # (T, k)
-            out.update((q, norms[:, j]) for j, q in enumerate(names) if q)
+        with torch.inference_mode():
+            for names, block in self.blocks:
+                norms = _unit_norms(block).mean(dim=1)  # (T, k)
+                out.update((q, norms[:, j]) for j, q in enumerate(names) if q)
         return out
 
 
-def _unit_norms(block: Tensor, ws: Workspace | None = None) -> Tensor:
-    """‖·‖₂ over the last dimension, in float64.
+def _unit_norms(block: Tensor) -> Tensor:
+    """‖·‖₂ over the last dimension, as float64.
 
-    A vanished gradient (say 1e-25) has a square below float32's normal range, and
-    x86 arithmetic on subnormal floats is ~10x slower. In float32 the block is
-    therefore first scaled by a power of two (exact) that brings its largest entry
-    to ~2^60: entries down to 2^-123 of the largest then square without underflow.
+    float32 norms run with subnormal floats flushed to zero: a vanished gradient
+    (say 1e-25, common at init) has a square below float32's normal range (1.2e-38),
+    and x86 handles each subnormal result in microcode, ~100x slower, which made
+    this the slowest part of a probe. The reference probe loses those squares in
+    float32 as well (below 1.4e-45 they round to zero; between, they keep a few
+    digits), so only norms under ~1e-19 can differ, and there the reference is
+    itself inexact. float64 (the tests) is unaffected.
     """
     if block.dtype != torch.float32:
         return block.norm(dim=-1).double()
-    lo, hi = torch.aminmax(block)
-    peak = max(-lo.item(), hi.item())
-    if not math.isfinite(peak) or peak == 0:
+    was_flushing = _flushes_subnormals()
+    torch.set_flush_denormal(True)
+    try:
         return block.norm(dim=-1).double()
-    shift = min(max(60 - math.frexp(peak)[1], -120), 120)
-    scaled = ws.get(f"norm_scratch_{block.shape[-2]}", block.shape, block.dtype) if ws is not None else None
-    scaled = torch.mul(block, 2.0**shift, out=scaled)
-    return scaled.norm(dim=-1).double() * 2.0**-shift
+    finally:
+        torch.set_flush_denormal(was_flushing)
+
+
+def _flushes_subnormals() -> bool:
+    """Whether this thread already flushes subnormals (torch has no getter for it)."""
+    return torch.tensor([1e-40], dtype=torch.float32).mul_(1.0).item() == 0.0
 
 
 class Workspace:
     """Named buffers kept from one pass to the next, one set per model.
 
-    A pass over (T, B) = (100, 64) with H = 64 needs ~20 MB of buffers. Allocated
-    afresh each step, that memory comes back from the OS zero-filled, page by
-    page (glibc returns large blocks on free): ~4000 page faults per LSTM probe,
-    a third of its time. Reusing the buffers costs nothing.
+    An LSTM pass over (T, B) = (100, 64) with H = 64 needs ~40 MB of buffers.
+    Allocated afresh each step, that memory comes back from the OS zero-filled,
+    page by page (glibc returns large blocks to the OS on free): ~4000 page faults
+    per LSTM probe, a third of its time. Reused, it costs nothing. The trainer
+    releases a model's workspace when its run ends (:func:`release_workspace`).
     """
 
     def __init__(self) -> None:
@@ -170,14 +178,22 @@ class Workspace:
 
 
 _WORKSPACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_WORKSPACES_LOCK = threading.Lock()  # trainings may run in threads side by side
 
 
 def workspace(model: SequenceModel) -> Workspace:
     """The model's workspace (freed with the model). One pass at a time per model."""
-    ws = _WORKSPACES.get(model)
-    if ws is None:
-        ws = _WORKSPACES[model] = Workspace()
-    return ws
+    with _WORKSPACES_LOCK:
+        ws = _WORKSPACES.get(model)
+        if ws is None:
+            ws = _WORKSPACES[model] = Workspace()
+        return ws
+
+
+def release_workspace(model: SequenceModel) -> None:
+    """Free the model's buffers now (they are rebuilt on its next pass)."""
+    with _WORKSPACES_LOCK:
+        _WORKSPACES.pop(model, None)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -243,8 +259,8 @@ def _readout(model: SequenceModel, task: Task, h_out: Tensor, y: Tensor, dy: Ten
     T, B, H = h_out.shape
     w_out, b_out = model.readout.weight.detach(), model.readout.bias.detach()
     h_flat = h_out.reshape(T * B, H)
-    out = torch.addmm(b_out, h_flat, w_out.t()).view(T, B, -1)  # y_t = W_out h_t + b_out
-    with torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():  # autograd, for the task's loss only
+        out = torch.addmm(b_out, h_flat, w_out.t()).view(T, B, -1)  # y_t = W_out h_t + b_out
         outputs = out.transpose(0, 1).detach().requires_grad_(True)  # (B, T, out), as the task expects
         per_seq = task.loss(outputs, y)
         (d_out,) = torch.autograd.grad(per_seq.sum(), [outputs])  # ∂(Σ_b ℓ_b)/∂y_t
@@ -308,8 +324,8 @@ def _rnn_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
     da = da[:T]
     d_w_ih, d_b = _split_bias(_weight_grad(da, x1))  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
     d_w_hh = _weight_grad(da, hs[:T]).contiguous()  # Σ_t δ_tᵀ h_{t−1}
-    grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b.clone()], readout_grads, B)
-    result = Backprop(per_seq, outputs, grads, workspace=ws)
+    grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b], readout_grads, B)
+    result = Backprop(per_seq, outputs, grads)
     if record:
         result.states = {"h": dh}
         result.blocks = [(("h",), dh.unsqueeze(2))]
@@ -419,8 +435,8 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
     dpre = dpre[:T]
     d_w_ih, d_b = _split_bias(_weight_grad(dpre, x1))  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
     d_w_hh = _weight_grad(dpre, hs[:T]).contiguous()  # Σ_t δ_tᵀ h_{t−1}
-    grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b.clone()], readout_grads, B)
-    result = Backprop(per_seq, outputs, grads, workspace=ws)
+    grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b], readout_grads, B)
+    result = Backprop(per_seq, outputs, grads)
     if record:
         result.states = {"h": dh, "c": dc[:T]}
         result.gates = dict(zip("ifgo", dpre.split(H, dim=2)))
@@ -524,7 +540,7 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
     d_w_hh = _weight_grad(ds_rows, h_prev).contiguous()  # Σ_t (∂ℓ/∂s_t)ᵀ h_{t−1}
     d_b_hh = ds_rows.sum(0)  # Σ_t ∂ℓ/∂s_t
     grads = [d_w_ih, d_w_hh, d_b_ih, d_b_hh]
-    result = Backprop(per_seq, outputs, _param_grads(model, grads, readout_grads, B), workspace=ws)
+    result = Backprop(per_seq, outputs, _param_grads(model, grads, readout_grads, B))
     if record:
         result.states = {"h": dh}
         result.gates = {"r": ds[:, :, 0], "z": ds[:, :, 1], "n": d_n}
@@ -538,22 +554,32 @@ _PASSES = {"rnn_tanh": _rnn_pass, "rnn_relu": _rnn_pass, "lstm": _lstm_pass, "gr
 
 
 def _param_grads(model, recurrent: list[Tensor], readout: list[Tensor], batch: int) -> list[Tensor]:
-    """Gradients of the mean loss (÷ B), in ``model.parameters()`` order."""
+    """Gradients of Σ_b ℓ_b in ``model.parameters()`` order (:func:`backprop` divides by B)."""
     by_name = dict(zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), recurrent))
     by_name.update(zip(("weight", "bias"), readout))
-    return [by_name[name.rpartition(".")[2]].div_(batch) for name, _ in model.named_parameters()]
+    return [by_name[name.rpartition(".")[2]] for name, _ in model.named_parameters()]
 
 
 # ------------------------------------------------------------------------------- public API
 
 
-@torch.no_grad()
 def backprop(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bool = True) -> Backprop:
-    """One hand-written forward/backward pass; ``record`` keeps the per-step gradients."""
+    """One hand-written forward/backward pass; ``record`` keeps the per-step gradients.
+
+    The pass runs in ``torch.inference_mode`` (no autograd bookkeeping at all: ~20%
+    less overhead per small op than ``no_grad``), so the per-step tensors it
+    returns are inference tensors: read them, or clone them to modify them.
+    """
     if x.dim() != 3 or x.shape[-1] != model.recurrent.input_size:
         raise ValueError(f"expected input of shape (batch, steps, {model.recurrent.input_size}), "
                          f"got {tuple(x.shape)}")
-    return _PASSES[model.arch](model, task, x, y, record)
+    with torch.inference_mode():
+        result = _PASSES[model.arch](model, task, x, y, record)
+    batch = x.shape[0]
+    # Gradients of the mean loss, made outside inference mode: ordinary tensors that
+    # the optimizer and gradient clipping may update in place.
+    result.param_grads = [g / batch for g in result.param_grads]
+    return result
 
 
 def fast_train_step(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

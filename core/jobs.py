@@ -30,6 +30,33 @@ from core.train import EndRecord, Trainer
 MAX_TRAININGS_ENV = "RNNLAB_MAX_TRAININGS"
 
 
+class Background:
+    """Thread lifecycle shared by background jobs: ``start`` runs ``self._main`` on a
+    daemon thread; ``join`` and ``alive`` report on it. (Subclasses set ``_thread``.)"""
+
+    _thread: threading.Thread | None
+    thread_name = "rnnlab-job"
+
+    def start(self):
+        self._thread = threading.Thread(target=self._main, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; True if it has ended."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _main(self) -> None:
+        raise NotImplementedError
+
+
 def run_lockstep(trainers: list[Trainer], emit) -> None:
     """Run trainers in lockstep: one training step of each in turn, so models
     compared side by side progress together (and, with one seed, on identical
@@ -125,13 +152,15 @@ class JobRun:
 
 
 @dataclass
-class TrainingJob:
+class TrainingJob(Background):
     """Train ``configs`` in lockstep on a background thread.
 
     ``store`` None keeps everything in memory only. A store that cannot be
     written (read-only disk, full disk) does not stop the training: the error is
     kept in ``save_error`` and the charts still come from memory.
     """
+
+    thread_name = "rnnlab-train"
 
     configs: list[TrainConfig]
     store: RunStore | None = None
@@ -157,11 +186,6 @@ class TrainingJob:
             data = writer.data if writer else RunData(cfg, status={"run_id": None})
             self.runs.append(JobRun(cfg, data, writer))
 
-    def start(self) -> TrainingJob:
-        self._thread = threading.Thread(target=self._main, name="rnnlab-train", daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         """Ask the job to stop (also cancels waiting for a slot). Returns at once."""
         self._cancel.set()
@@ -170,16 +194,6 @@ class TrainingJob:
                 r.trainer.stop()
         if self._worker is not None:
             self._worker.stop()
-
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     @property
     def busy(self) -> bool:

@@ -239,7 +239,8 @@ class RunWriter:
             self.error = f"could not save the model weights: {e.strerror or e}"
 
 
-def _pid_alive(pid) -> bool:
+def pid_alive(pid) -> bool:
+    """Whether a process with this id exists on this machine."""
     try:
         os.kill(int(pid), 0)
     except (OSError, ValueError, TypeError):
@@ -252,7 +253,7 @@ def effective_status(status: dict) -> str:
     s = status.get("status", "interrupted")
     if s in ("running", "queued"):
         beat = status.get("heartbeat") or 0
-        if not _pid_alive(status.get("pid")) or time.time() - beat > STALE_AFTER_S:
+        if not pid_alive(status.get("pid")) or time.time() - beat > STALE_AFTER_S:
             return "interrupted"
     return s if s in STATUSES else "interrupted"
 

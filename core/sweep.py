@@ -57,7 +57,7 @@ from typing import Any
 import pandas as pd
 
 from core.config import FIELD_BY_NAME, ConfigError, TrainConfig, coerce
-from core.runs import atomic_write, check_run_id, default_root, write_json
+from core.runs import atomic_write, check_run_id, default_root, pid_alive, write_json
 from core.tasks import TASK_NAMES
 
 SPEC_VERSION = 1
@@ -492,14 +492,6 @@ def _read_json(path: Path) -> dict:
     return d
 
 
-def _pid_alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError, TypeError):
-        return False
-    return True
-
-
 def _effective_state(status: dict) -> str:
     """The stored state, except that a "running" sweep whose writer is gone is
     "interrupted" (another host's writer cannot be checked: an hour without an
@@ -508,7 +500,7 @@ def _effective_state(status: dict) -> str:
     if state != "running":
         return state
     if status.get("host") == socket.gethostname():
-        return "running" if _pid_alive(status.get("pid")) else "interrupted"
+        return "running" if pid_alive(status.get("pid")) else "interrupted"
     return "running" if time.time() - float(status.get("updated") or 0) < 3600 else "interrupted"
 
 

@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from core.jobs import Slots
+from core.jobs import Background, Slots
 from core.sweep import SweepSpec, results_frame, run_sweep
 
 SWEEP_SLOTS = Slots(1)
 
 
 @dataclass
-class SweepJob:
+class SweepJob(Background):
+    thread_name = "rnnlab-sweep"
+
     spec: SweepSpec
     root: str | None = None
     workers: int | None = None
@@ -41,23 +43,8 @@ class SweepJob:
     def sweep_id(self) -> str:
         return self.spec.sweep_id
 
-    def start(self) -> SweepJob:
-        self._thread = threading.Thread(target=self._main, name="rnnlab-sweep", daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def results(self) -> pd.DataFrame:
         with self._lock:

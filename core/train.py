@@ -198,11 +198,13 @@ class Trainer:
                     f"the training loss became {loss_value} at step {step}: the gradient "
                     "exploded (try gradient clipping or a smaller learning rate)",
                 )
+                bptt.release_workspace(self.model)
                 return
             self.optimizer.step()
             self.steps_done = step + 1
         else:
             self.status = "finished"
+        bptt.release_workspace(self.model)
         if last_eval is None or last_eval.step != self.steps_done:
             last_eval = self._eval_record(self.steps_done, t0)
             yield last_eval
