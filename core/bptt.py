@@ -196,6 +196,23 @@ def release_workspace(model: SequenceModel) -> None:
         _WORKSPACES.pop(model, None)
 
 
+class _Phases:
+    """Labels the sections of a pass for torch.profiler (see ``python -m bench.profile``):
+    ``phase("forward")`` ends the previous section and starts ``bptt.forward``.
+    A few microseconds per label when no profiler is running."""
+
+    def __init__(self) -> None:
+        self._current = None
+
+    def __call__(self, name: str | None) -> None:
+        if self._current is not None:
+            self._current.__exit__(None, None, None)
+            self._current = None
+        if name:
+            self._current = torch.profiler.record_function(f"bptt.{name}")
+            self._current.__enter__()
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -288,9 +305,10 @@ def _rnn_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
     relu = layer.nonlinearity == "relu"
     ws = workspace(model)
     buf = ws.getter(x.dtype)
+    phase = _Phases()
+    phase("forward")
     x1 = _inputs(x, buf)
 
-    # ---- forward
     # hs[t + 1] = h_t and hs[0] = h_{−1} = 0, so hs[:-1] are the inputs h_{t−1}.
     hs = buf("hs", T + 1, B, H)
     hs[0].zero_()
@@ -303,13 +321,18 @@ def _rnn_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
         phi_(a)  # h_t = φ(a_t)
     h_out = hs[1:]
 
+    phase("readout")
     dy = buf("dy", T, B, H)
     per_seq, outputs, readout_grads = _readout(model, task, h_out, y, dy)
 
-    # ---- backward
+    phase("local_derivatives")  # the backward pass starts here
     # φ'(a_t) from the output alone: tanh' = 1 − h_t², relu' = [h_t > 0] = sign(h_t).
     dphi = buf("dphi", T, B, H)
-    torch.sign(h_out, out=dphi) if relu else _one_minus_square(h_out, out=dphi)
+    if relu:
+        torch.sign(h_out, out=dphi)
+    else:
+        _one_minus_square(h_out, out=dphi)
+    phase("backward_loop")
     dh = buf("dh", T, B, H)  # ∂ℓ/∂h_t (total)
     da = buf("da", T + 1, B, H)  # δ_t = ∂ℓ/∂a_t;  δ_T = 0: nothing after the last step
     da[T].zero_()
@@ -320,11 +343,12 @@ def _rnn_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
         # δ_t = ∂ℓ/∂h_t ⊙ φ'(a_t)
         torch.mul(dh_[t], dphi_[t], out=da_[t])
 
-    # ---- parameter gradients (a_t is linear in W_ih, W_hh and both biases)
+    phase("parameter_grads")  # a_t is linear in W_ih, W_hh and both biases
     da = da[:T]
     d_w_ih, d_b = _split_bias(_weight_grad(da, x1))  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
     d_w_hh = _weight_grad(da, hs[:T]).contiguous()  # Σ_t δ_tᵀ h_{t−1}
     grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b], readout_grads, B)
+    phase(None)
     result = Backprop(per_seq, outputs, grads)
     if record:
         result.states = {"h": dh}
@@ -351,9 +375,10 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
     no_forget, coupled = layer.no_forget_gate, layer.coupled_gates
     ws = workspace(model)
     buf = ws.getter(x.dtype)
+    phase = _Phases()
+    phase("forward")
     x1 = _inputs(x, buf)
 
-    # ---- forward
     pre = _input_projection(x1, w_ih, b_ih + b_hh, buf("pre", T, B, 4 * H))  # W_ih x_t + b_ih + b_hh
     # act[t] = (i_t, f_t, g_t, o_t). An extra all-zero step T makes f_T = 0, so the
     # backward loop needs no special case at its first step.
@@ -382,10 +407,11 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
         torch.mul(o_[t], tc_[t], out=h_[t + 1])  # h_t = o_t ⊙ tanh(c_t)
     h_out = hs[1:]
 
+    phase("readout")
     dy = buf("dy", T, B, H)
     per_seq, outputs, readout_grads = _readout(model, task, h_out, y, dy)
 
-    # ---- backward
+    phase("local_derivatives")  # the backward pass starts here
     # Local derivatives of every step, before the loop. With δ_t = ∂ℓ/∂pre_t:
     #   δ^i = ∂ℓ/∂c ⊙ g ⊙ σ'(i)     δ^f = ∂ℓ/∂c ⊙ c_{t−1} ⊙ σ'(f)
     #   δ^g = ∂ℓ/∂c ⊙ i ⊙ tanh'(g)  δ^o = ∂ℓ/∂h ⊙ tanh(c) ⊙ σ'(o)
@@ -410,6 +436,7 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
     k_o.mul_(tanh_c)  # ∂h_t/∂pre^o = tanh(c_t) ⊙ σ'(o)
     dh_dc = _one_minus_square(tanh_c, out=buf("dh_dc", T, B, H)).mul_(o)  # ∂h_t/∂c_t = o_t ⊙ tanh'(c_t)
 
+    phase("backward_loop")
     dh = buf("dh", T, B, H)  # ∂ℓ/∂h_t (total)
     dc = buf("dc", T + 1, B, H)  # ∂ℓ/∂c_t (total); ∂ℓ/∂c_T = 0
     dpre = buf("dpre", T + 1, B, 4 * H)  # δ_t; δ_T = 0
@@ -431,11 +458,12 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
         # δ_t^o = ∂ℓ/∂h_t ⊙ tanh(c_t) ⊙ σ'(o_t)
         torch.mul(d_h, k_o_[t], out=dpre_o[t])
 
-    # ---- parameter gradients (pre_t is linear in W_ih, W_hh and both biases)
+    phase("parameter_grads")  # pre_t is linear in W_ih, W_hh and both biases
     dpre = dpre[:T]
     d_w_ih, d_b = _split_bias(_weight_grad(dpre, x1))  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
     d_w_hh = _weight_grad(dpre, hs[:T]).contiguous()  # Σ_t δ_tᵀ h_{t−1}
     grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b], readout_grads, B)
+    phase(None)
     result = Backprop(per_seq, outputs, grads)
     if record:
         result.states = {"h": dh, "c": dc[:T]}
@@ -466,9 +494,10 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
     H2 = 2 * H
     ws = workspace(model)
     buf = ws.getter(x.dtype)
+    phase = _Phases()
+    phase("forward")
     x1 = _inputs(x, buf)
 
-    # ---- forward
     gx = _input_projection(x1, w_ih, b_ih, buf("gx", T, B, 3 * H))  # W_ih x_t + b_ih, every t
     s = buf("s", T, B, 3 * H)  # s_t = W_hh h_{t−1} + b_hh
     # rz[t] = (r_t, z_t) and n[t] = n_t in buffers of their own, so that σ and tanh
@@ -493,10 +522,11 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
         torch.addcmul(n_[t], z_[t], diff, out=h_[t + 1])  # h_t = n_t + z_t ⊙ (h_{t−1} − n_t)
     h_out = hs[1:]
 
+    phase("readout")
     dy = buf("dy", T, B, H)
     per_seq, outputs, readout_grads = _readout(model, task, h_out, y, dy)
 
-    # ---- backward
+    phase("local_derivatives")  # the backward pass starts here
     # Local derivatives of every step, before the loop; with δ = ∂ℓ/∂(pre-activations):
     #   δ^n = ∂ℓ/∂h ⊙ (1 − z) ⊙ tanh'(n)         δ^z = ∂ℓ/∂h ⊙ (h_{t−1} − n) ⊙ σ'(z)
     #   δ^r = δ^n ⊙ s^n ⊙ σ'(r)
@@ -513,6 +543,7 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
     torch.sub(h_prev, n, out=k_z).mul_(sig[:, :, H:])  # ∂h_t/∂pre^z = (h_{t−1} − n) ⊙ σ'(z)
     torch.mul(k_n, r, out=k_sn)  # ∂h_t/∂s^n = k_n ⊙ r_t
 
+    phase("backward_loop")
     dh = buf("dh", T + 1, B, H)  # ∂ℓ/∂h_t (total); ∂ℓ/∂h_T = 0
     ds = buf("ds", T + 1, B, 3, H)  # ∂ℓ/∂s_t; ∂ℓ/∂s_T = 0
     dh[T].zero_()
@@ -530,7 +561,7 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
     dh, ds = dh[:T], ds[:T]
     d_n = torch.mul(dh, k_n, out=buf("d_n", T, B, H))  # δ^n = ∂ℓ/∂h_t ⊙ (1 − z) ⊙ tanh'(n), all t
 
-    # ---- parameter gradients
+    phase("parameter_grads")
     # W_ih x_t + b_ih feeds pre^r, pre^z, pre^n directly, so its gradient is
     # δ = (δ^r, δ^z, δ^n) = (∂ℓ/∂s^r, ∂ℓ/∂s^z, δ^n); W_hh h_{t−1} + b_hh is s_t.
     ds_rows = ds.view(T * B, 3 * H)
@@ -540,6 +571,7 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
     d_w_hh = _weight_grad(ds_rows, h_prev).contiguous()  # Σ_t (∂ℓ/∂s_t)ᵀ h_{t−1}
     d_b_hh = ds_rows.sum(0)  # Σ_t ∂ℓ/∂s_t
     grads = [d_w_ih, d_w_hh, d_b_ih, d_b_hh]
+    phase(None)
     result = Backprop(per_seq, outputs, _param_grads(model, grads, readout_grads, B))
     if record:
         result.states = {"h": dh}
