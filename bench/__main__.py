@@ -40,8 +40,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     out_path = Path(args.out) if args.out else Path(__file__).parent / (
         "results-quick.json" if args.quick else "results.json")
-    result: dict = {"command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-                    "quick": args.quick, "machine": env.describe(), "load_start": env.load()}
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    # Sections not run this time keep their last figures (each section records the
+    # command and the load it was measured with).
+    try:
+        result: dict = json.loads(out_path.read_text())
+    except (OSError, ValueError):
+        result = {}
+    result.update({"command": command, "quick": args.quick, "machine": env.describe(),
+                   "load_start": env.load()})
     print(f"# {result['command'].strip()}")
     print(f"torch {result['machine']['torch']}, {result['machine']['torch_threads']} torch thread, "
           f"{result['machine']['cores']} cores ({result['machine']['cpu']}); "
@@ -53,7 +60,7 @@ def main(argv=None) -> int:
 
     if "throughput" in only:
         print("\n## Training throughput (ms per step, medians of interleaved rounds; batch 64)")
-        result["throughput"] = {"load_start": env.load()}
+        result["throughput"] = {"command": command, "load_start": env.load()}
         result["throughput"].update(throughput.run(quick=args.quick, direct=args.direct))
         result["throughput"]["load_end"] = env.load()
         print(f"({env.load_line(result['throughput']['load_end'])})\n")
@@ -61,7 +68,7 @@ def main(argv=None) -> int:
         save()
     if "solve" in only:
         print("\n## Time to solve (core.train.Trainer, stop_when_solved, 1 torch thread)")
-        result["solve"] = {"load_start": env.load()}
+        result["solve"] = {"command": command, "load_start": env.load()}
         result["solve"].update(solve.run(quick=args.quick, seeds=args.seeds))
         result["solve"]["load_end"] = env.load()
         print(f"({env.load_line(result['solve']['load_end'])})\n")
@@ -69,11 +76,11 @@ def main(argv=None) -> int:
         save()
     if args.app:
         print("\n## App figures (tests/e2e/measure.py)")
-        result["app"] = external.app()
+        result["app"] = {"command": command, "load_start": env.load(), **external.app()}
         save()
     if args.sweep:
         print("\n## Sweep scaling (python -m core.sweep)")
-        result["sweep"] = external.sweep()
+        result["sweep"] = {"command": command, "load_start": env.load(), **external.sweep()}
         save()
     save()
     print(f"\nwrote {out_path}")

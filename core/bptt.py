@@ -7,8 +7,9 @@ gradients, which costs several plain training steps. Here the same numbers come
 from the analytic backward pass of each cell, run once over the whole batch:
 
 * the **forward** pass runs the cell equations step by step, writing each step's
-  h_t, c_t and gate activations into preallocated time-major buffers; the input
-  projection W_ih x_t + b of all steps is one matmul before the loop;
+  h_t, c_t and gate activations into preallocated time-major buffers (RNN and
+  GRU: the input projection W_ih x_t + b of all steps is one matmul before the
+  loop; LSTM: one matmul per step on the concatenated row [x_t, 1, h_{t−1}]);
 * the **readout and loss**: only ∂ℓ/∂(outputs) comes from autograd (of the
   task's loss, whatever it is); through the Linear readout that gives
   dy_t = ∂ℓ/∂h_t *through the readout of step t only*: the gradient that enters
@@ -377,26 +378,32 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
     buf = ws.getter(x.dtype)
     phase = _Phases()
     phase("forward")
-    x1 = _inputs(x, buf)
-
-    pre = _input_projection(x1, w_ih, b_ih + b_hh, buf("pre", T, B, 4 * H))  # W_ih x_t + b_ih + b_hh
+    # One matmul per step, on the row [x_t, 1, h_{t−1}]:
+    #   pre_t = [W_ih | b_ih + b_hh | W_hh] [x_t; 1; h_{t−1}]
+    # xh[t] holds that row, and step t writes h_t into the h columns of xh[t + 1].
+    # (The step's pre-activations go to one small buffer that stays in cache.)
+    n_in = x.shape[2]
+    xh = buf("xh", T + 1, B, n_in + 1 + H)
+    xh[:T, :, :n_in].copy_(x.transpose(0, 1))
+    xh[:, :, n_in].fill_(1.0)
+    xh[0, :, n_in + 1 :].zero_()  # h_{−1} = 0
+    w_t = torch.cat([w_ih, (b_ih + b_hh)[:, None], w_hh], dim=1).t()
+    pre = buf("pre", B, 4 * H)
+    pre_g = pre[:, 2 * H : 3 * H]
     # act[t] = (i_t, f_t, g_t, o_t). An extra all-zero step T makes f_T = 0, so the
     # backward loop needs no special case at its first step.
     act = buf("act", T + 1, B, 4 * H)
     act[T].zero_()
-    hs = buf("hs", T + 1, B, H)  # hs[t + 1] = h_t, hs[0] = h_{−1} = 0
     cs = buf("cs", T + 1, B, H)  # cs[t + 1] = c_t, cs[0] = c_{−1} = 0
-    hs[0].zero_()
     cs[0].zero_()
     tanh_c = buf("tanh_c", T, B, H)  # tanh(c_t), reused by the backward pass
     i_, f_, g_, o_ = (v.unbind(0) for v in act.split(H, dim=2))
-    pre_, pre_g = pre.unbind(0), pre[:, :, 2 * H : 3 * H].unbind(0)
-    act_, h_, c_, tc_ = act.unbind(0), hs.unbind(0), cs.unbind(0), tanh_c.unbind(0)
-    w_hh_t = w_hh.t()
+    xh_, h_ = xh.unbind(0), xh[:, :, n_in + 1 :].unbind(0)  # h_[t + 1] = h_t
+    act_, c_, tc_ = act.unbind(0), cs.unbind(0), tanh_c.unbind(0)
     for t in range(T):
-        p = pre_[t].addmm_(h_[t], w_hh_t)  # pre_t += W_hh h_{t−1}
-        torch.sigmoid(p, out=act_[t])  # i_t, f_t, o_t = σ(pre_t)   (g's block is redone next)
-        torch.tanh(pre_g[t], out=g_[t])  # g_t = tanh(pre_t^g)
+        torch.mm(xh_[t], w_t, out=pre)  # pre_t = W_ih x_t + b_ih + b_hh + W_hh h_{t−1}
+        torch.sigmoid(pre, out=act_[t])  # i_t, f_t, o_t = σ(pre_t)   (g's block is redone next)
+        torch.tanh(pre_g, out=g_[t])  # g_t = tanh(pre_t^g)
         if no_forget:
             f_[t].fill_(1.0)  # f_t ≡ 1: the constant error carousel
         elif coupled:
@@ -405,7 +412,7 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
         c.addcmul_(i_[t], g_[t])  # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
         torch.tanh(c, out=tc_[t])  # tanh(c_t)
         torch.mul(o_[t], tc_[t], out=h_[t + 1])  # h_t = o_t ⊙ tanh(c_t)
-    h_out = hs[1:]
+    h_out = xh[1:, :, n_in + 1 :]  # (T, B, H): h_0 … h_{T−1}
 
     phase("readout")
     dy = buf("dy", T, B, H)
@@ -459,9 +466,11 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
         torch.mul(d_h, k_o_[t], out=dpre_o[t])
 
     phase("parameter_grads")  # pre_t is linear in W_ih, W_hh and both biases
+    # Σ_t δ_tᵀ [x_t, 1, h_{t−1}] in one matmul = [∂ℓ/∂W_ih | ∂ℓ/∂b | ∂ℓ/∂W_hh]
     dpre = dpre[:T]
-    d_w_ih, d_b = _split_bias(_weight_grad(dpre, x1))  # Σ_t δ_tᵀ x_t,  Σ_t δ_t
-    d_w_hh = _weight_grad(dpre, hs[:T]).contiguous()  # Σ_t δ_tᵀ h_{t−1}
+    g_all = _weight_grad(dpre, xh[:T])
+    d_w_ih, d_b, d_w_hh = (g_all[:, :n_in].contiguous(), g_all[:, n_in].contiguous(),
+                           g_all[:, n_in + 1 :].contiguous())
     grads = _param_grads(model, [d_w_ih, d_w_hh, d_b, d_b], readout_grads, B)
     phase(None)
     result = Backprop(per_seq, outputs, grads)

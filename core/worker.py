@@ -61,6 +61,11 @@ def _child_main() -> int:
     from core.train import Trainer, warm_up
 
     torch.set_num_threads(1)
+    try:
+        # Training yields the CPU to the web server: pages stay responsive under load.
+        os.nice(int(os.environ.get("RNNLAB_WORKER_NICE", "10")))
+    except (OSError, ValueError):
+        pass
     warm_up()
     stdin, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the record stream

@@ -14,22 +14,32 @@ server is watched until its released resources are back.
 
 Figures (a table, then one JSON line):
 
-* ``first_chart_s``   Train pressed → first chart on the page (min / median / max)
+* ``train_ack_s``     Train pressed → the server's answer (``run=<id>`` in the URL)
+* ``server_chart_s``  Train pressed → the first message with the loss chart arrives
+                      in the page (the server's part of the next figure)
+* ``first_chart_s``   Train pressed → first chart drawn on the page (min / median / max)
 * ``live_charts_s``   Train pressed → loss chart + heatmaps (≥ 4 charts; needs the first probe)
 * ``queue_wait_s``    Train pressed → the page says "Status: running"
 * ``finish_s``        Train pressed → the page says "Status: finished"
-* ``click_s``         toggle clicked → redrawn chart in the DOM (max over all clicks)
+* ``click_s``         toggle clicked → redrawn chart in the DOM (a few clicks per page)
+* ``click_server_s``  toggle clicked → the redrawn loss chart's message arrives
+                      (server + network; ``click_s`` adds the browser's drawing)
 * peak RSS of the server alone and of the server + its training processes
-  (``tree``: the sum of RSS; shared library pages are counted once per process,
-  so PSS, which splits them, is given too), from /proc every 0.25 s
+  (``tree``: the sum of RSS, which counts shared library pages once per process;
+  and the sum of PSS, which splits them, i.e. what the tree really holds; the
+  1.5 GB criterion is checked on the server's RSS and the tree's PSS), from /proc
+  every 0.25 s
 * CPU share: CPU seconds / wall seconds of the server, of its child processes,
-  and of both, in cores and in % of the machine's cores (/proc/<pid>/stat)
+  and of both, in cores and in % of the machine's cores (/proc/<pid>/stat); also
+  of the browser (which here shares the server's cores) and how busy the whole
+  machine was (/proc/stat)
 * after all tabs closed: server threads, child processes and RSS against the
   baseline taken before the load (after one warm-up training)
 
-Times come from an observer script in each page (``Date.now()`` every 100 ms), so
-one slow Playwright round trip does not blur them; the status line itself is
-redrawn once a second, so status times are ±1 s.
+Times come from an observer script in each page (``Date.now()`` every 100 ms, and a
+timestamp on each WebSocket message), so one slow Playwright round trip does not
+blur them; the status line itself is redrawn once a second, so status times are
+±1 s.
 
 The machine's load average is printed before and after: on a shared machine
 the times mean little without it.
@@ -738,6 +748,8 @@ def main(argv=None) -> int:
     ap.add_argument("--grace", type=float, default=3.0,
                     help="RNNLAB_RELEASE_GRACE_S of the server (default 3)")
     ap.add_argument("--click-rounds", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=900.0,
+                    help="seconds to wait for every session to finish (default 900)")
     ap.add_argument("--browser-nice", type=int, default=0,
                     help="run Chromium at this nice value (default 0: as the server)")
     ap.add_argument("--per-session", action="store_true", help="print every session's figures")
@@ -762,7 +774,7 @@ def main(argv=None) -> int:
             print(f"[load] baseline after warm-up: {baseline}")
             figures, sessions = run_load(browser, server, a.sessions, config,
                                          max_click_rounds=a.click_rounds,
-                                         browser_nice=a.browser_nice)
+                                         finish_timeout=a.timeout, browser_nice=a.browser_nice)
             close_sessions(sessions)
             figures["baseline"] = baseline
             figures["after_close"] = after_close(server, a.grace)
@@ -808,8 +820,10 @@ def check(f: dict, threads_slack: int = 8, rss_slack_mb: float = 300.0) -> list[
     if f["click_failures"] or (f["click_s"]["max"] or 0) > CLICK_LIMIT_S:
         p.append(f"clicks: max {f['click_s']['max']} s, {f['click_failures']} unanswered "
                  f"(limit {CLICK_LIMIT_S} s)")
-    if f["peak_tree_rss_mb"] >= RSS_LIMIT_MB:
-        p.append(f"peak RSS of server + children {f['peak_tree_rss_mb']:.0f} MB ≥ {RSS_LIMIT_MB:.0f} MB")
+    if f["peak_server_rss_mb"] >= RSS_LIMIT_MB:
+        p.append(f"peak RSS of the server {f['peak_server_rss_mb']:.0f} MB ≥ {RSS_LIMIT_MB:.0f} MB")
+    if f["peak_tree_pss_mb"] >= RSS_LIMIT_MB:
+        p.append(f"peak PSS of server + children {f['peak_tree_pss_mb']:.0f} MB ≥ {RSS_LIMIT_MB:.0f} MB")
     b, a = f.get("baseline"), f.get("after_close")
     if b and a:
         if a["threads"] > b["threads"] + threads_slack:
