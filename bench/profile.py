@@ -12,6 +12,7 @@ by other processes; compare sections, not absolute figures).
 from __future__ import annotations
 
 import sys
+import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -47,6 +48,29 @@ def main(argv=None) -> int:
     }
     print(f"# python -m bench.profile {arch} {hidden} {seq_len}  (batch 64, 1 torch thread; "
           f"{env.load_line(env.load())})")
+    # 1. Thread CPU time per step and per section of the hand-written pass: the
+    #    minimum over interleaved repetitions (robust to other processes).
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
+    bptt.PHASE_TIMES = {}
+    try:
+        for _ in range(3):
+            for fn in steps.values():
+                fn()
+        bptt.PHASE_TIMES.clear()
+        for _ in range(reps * 2):
+            for name, fn in steps.items():
+                t0 = time.thread_time()
+                fn()
+                cpu[name].append(time.thread_time() - t0)
+        phases = dict(bptt.PHASE_TIMES)
+    finally:
+        bptt.PHASE_TIMES = None
+    print("\nthread CPU ms per step (min over %d): " % (reps * 2) + ", ".join(
+        f"{name} {1e3 * min(v):.2f}" for name, v in cpu.items()))
+    print("sections of the hand-written pass (min ms, plain and probe steps together): " + ", ".join(
+        f"{k} {1e3 * min(v):.2f}" for k, v in phases.items()))
+
+    # 2. torch.profiler: the top operators of each kind of step.
     for name, fn in steps.items():
         for _ in range(3):
             fn()

@@ -55,6 +55,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 
@@ -197,6 +198,11 @@ def release_workspace(model: SequenceModel) -> None:
         _WORKSPACES.pop(model, None)
 
 
+#: When a dict, every pass appends the thread CPU seconds of each of its sections
+#: to it (``python -m bench.profile`` does this); None records nothing.
+PHASE_TIMES: dict[str, list[float]] | None = None
+
+
 class _Phases:
     """Labels the sections of a pass for torch.profiler (see ``python -m bench.profile``):
     ``phase("forward")`` ends the previous section and starts ``bptt.forward``.
@@ -204,12 +210,17 @@ class _Phases:
 
     def __init__(self) -> None:
         self._current = None
+        self._name = ""
+        self._t0 = 0.0
 
     def __call__(self, name: str | None) -> None:
         if self._current is not None:
             self._current.__exit__(None, None, None)
             self._current = None
+            if PHASE_TIMES is not None:
+                PHASE_TIMES.setdefault(self._name, []).append(time.thread_time() - self._t0)
         if name:
+            self._name, self._t0 = name, time.thread_time()
             self._current = torch.profiler.record_function(f"bptt.{name}")
             self._current.__enter__()
 
