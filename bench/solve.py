@@ -103,11 +103,13 @@ def format_row(r: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| run | seed | solved at step | wall s | ms/step | held-out metric | held-out loss (baseline) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| run | seed | solved at step | wall s | CPU s | wall ms/step | held-out metric | "
+             "held-out loss (baseline) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         solved = str(r["solved_at_step"]) if r["solved"] else f"no ({r['steps']} steps)"
-        lines.append(f"| {r['name']} | {r['seed']} | {solved} | {r['wall_s']:.1f} | {r['ms_per_step']:.1f} | "
+        lines.append(f"| {r['name']} | {r['seed']} | {solved} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                     f"{r['ms_per_step']:.1f} | "
                      f"{r['metric_name']} {r['final_metric']:.4g} | {r['final_loss']:.4g} "
                      f"({r['baseline_loss']:.3g}) |")
     return "\n".join(lines)
