@@ -171,6 +171,7 @@ class WorkerPool:
         self.spares = spares
         self._lock = threading.Lock()
         self._idle: list[Worker] = []
+        self._starting = 0
         atexit.register(self.shutdown)
 
     def acquire(self) -> Worker:
@@ -185,10 +186,16 @@ class WorkerPool:
         return w or Worker()
 
     def _refill(self) -> None:
+        # Reserve the places under the lock, so two refills at once start one spare, not two.
         with self._lock:
-            missing = self.spares - len(self._idle)
-        for _ in range(max(0, missing)):
-            w = Worker()
+            missing = max(0, self.spares - len(self._idle) - self._starting)
+            self._starting += missing
+        for _ in range(missing):
+            try:
+                w = Worker()
+            finally:
+                with self._lock:
+                    self._starting -= 1
             with self._lock:
                 self._idle.append(w)
 
