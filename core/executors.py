@@ -30,6 +30,13 @@ Pitfalls handled here:
   holding ``.executor``, ``.client``, ``.cluster``, with ``close()``.
 * The task function must live in an importable module (``core.sweep.run_cell``),
   never in a page or ``__main__``, so that workers can unpickle it by reference.
+* The nanny starts workers with multiprocessing's *spawn*, which re-runs the
+  parent's ``__main__.__file__`` in the child. Streamlit (and its ``AppTest``)
+  installs the page being run as ``sys.modules["__main__"]`` and leaves it there,
+  so every worker re-ran a page script, crashed outside a session and the
+  cluster failed with "Nanny failed to start". A LocalCluster is therefore
+  started with a bare ``__main__`` (:func:`_spawn_safe_main`). Loky's processes
+  never re-run ``__main__``.
 
 Why not Ray: its documented pitfalls for this use: ``ray.init()`` called from a
 Streamlit script thread has taken the whole server down, and it starts a
@@ -41,6 +48,7 @@ clusters, both behind the standard Executor API.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -48,6 +56,7 @@ import os
 import platform
 import sys
 import threading
+import types
 import weakref
 
 BACKENDS = ("local", "dask")
@@ -207,6 +216,25 @@ class LocalBackend(Backend):
             self.executor.shutdown(wait=False, kill_workers=True)
 
 
+@contextlib.contextmanager
+def _spawn_safe_main():
+    """Run the block with ``sys.modules["__main__"]`` replaced by an empty module
+    when the current one is a script file (a Streamlit page, say), so processes
+    spawned meanwhile do not re-run that script; the original is put back after."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__file__", None) is None or \
+            getattr(getattr(main, "__spec__", None), "name", None):
+        yield  # interactive, or run with -m (spawn imports it by name, guarded)
+        return
+    bare = sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        # Only undo our own swap: Streamlit may have installed a newer page meanwhile.
+        if sys.modules.get("__main__") is bare:
+            sys.modules["__main__"] = main
+
+
 class DaskBackend(Backend):
     """A Dask cluster behind ``client.get_executor()``: a plain object, so a Streamlit
     page may keep it in ``st.cache_resource``.
@@ -250,7 +278,7 @@ class DaskBackend(Backend):
             n = int(workers) if workers else default_workers()
             # Remove the nanny's MALLOC_TRIM_THRESHOLD_ (torch ran 2-2.5x slower with it).
             with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
-                                  None}):
+                                  None}), _spawn_safe_main():
                 self.cluster = distributed.LocalCluster(
                     n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                     # Its HTTP server (dashboard if bokeh is installed) on a free

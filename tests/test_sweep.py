@@ -11,6 +11,7 @@ import concurrent.futures as cf
 import json
 import math
 import os
+import sys
 import threading
 import time
 
@@ -404,3 +405,24 @@ def test_results_frame_keeps_types_with_missing_values():
                          "solved": None, "steps_to_solve": None, "status": "error"}])
     assert df["steps_to_solve"].dtype == "Int64" and df["solved"].dtype == bool
     assert not df.loc[0, "solved"] and math.isnan(df.loc[0, "wall_s"])
+
+
+def test_dask_local_cluster_starts_while_main_is_a_page_script(tmp_path, monkeypatch):
+    """Streamlit installs the page being run as ``__main__``; spawned nanny workers
+    would re-run it and crash. The cluster must start regardless, and ``__main__``
+    be given back."""
+    pytest.importorskip("distributed")
+    import types
+    from core.executors import DaskBackend
+
+    page = tmp_path / "page.py"
+    page.write_text("raise SystemExit('a page script was re-run in a dask worker')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    be = DaskBackend(workers=1)
+    try:
+        assert sys.modules["__main__"] is fake_main
+        assert be.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+    finally:
+        be.close()
