@@ -260,8 +260,9 @@ class TrainingJob(Background):
         if self._cancel.is_set():
             worker.stop()
         for msg in worker.messages():
-            if msg[0] == "record":
-                self._on_record(msg[1], msg[2])
+            if msg[0] == "records":
+                for i, record in msg[1]:
+                    self._on_record(i, record)
             elif msg[0] == "model":
                 writer = self.runs[msg[1]].writer
                 if writer is not None:

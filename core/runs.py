@@ -120,6 +120,8 @@ class RunData:
         default_factory=lambda: {"probes": [], "gates": []}
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Identifies this object in caches keyed by (token, versions): unlike id(), never reused.
+    token: str = field(default_factory=lambda: secrets.token_hex(8), repr=False, compare=False)
 
     def __post_init__(self):
         task = self.config.make_task()
@@ -184,6 +186,13 @@ class RunData:
         with self._lock:
             return dict(self.status)
 
+    def versions(self) -> dict[str, int]:
+        """How many records each table holds: tables only grow, so a table whose
+        count is unchanged is unchanged (a cheap key for caches and writers)."""
+        with self._lock:
+            return {name: len(self.frames[name]) if name in self.frames else len(self.rows[name])
+                    for name in TABLES}
+
     @classmethod
     def from_tables(cls, config: TrainConfig, status: dict, tables: dict[str, pd.DataFrame]):
         data = cls(config, status=status)
@@ -203,6 +212,7 @@ class RunWriter:
         self.data = data
         self.flush_every = flush_every
         self._last_flush = 0.0
+        self._written: dict[str, int] = {}  # table versions on disk
         self.error: str | None = None  # the last write failure, for the UI to show
 
     def add(self, record: Record) -> None:
@@ -215,9 +225,14 @@ class RunWriter:
         so the training and its in-memory charts go on."""
         self._last_flush = time.monotonic()
         try:
-            for name in TABLES:
+            # Rewrite only the tables that grew: the probe tables are the big ones and
+            # change only at each probe, while the server has pages to draw.
+            for name, version in self.data.versions().items():
+                if self._written.get(name) == version:
+                    continue
                 df = self.data.table(name)
                 atomic_write(self.dir / f"{name}.parquet", lambda tmp, df=df: df.to_parquet(tmp))
+                self._written[name] = version
             status = self.data.status_copy()
             status.update(pid=os.getpid(), heartbeat=time.time())
             write_json(self.dir / "status.json", status)

@@ -10,7 +10,9 @@ Protocol (child = ``python -m core.worker``), length-prefixed frames over pipes:
 * parent → child, on stdin: one JSON job ``{"configs": [config dict, ...]}``,
   then ``{"stop": true}`` whenever the user presses Stop. EOF on stdin (the
   parent died or closed it) also stops the training and ends the child.
-* child → parent, on stdout: pickled tuples ``("record", i, Record)``,
+* child → parent, on stdout: pickled tuples ``("records", [(i, Record), ...])``
+  (records batched for up to ``BATCH_S`` seconds: one frame, one wake-up of the
+  server's relay thread, instead of one per training step),
   ``("model", i, {name: tensor})``, and ``("done",)`` last. These come from our
   own child process; nothing a user supplies is ever unpickled.
 
@@ -28,10 +30,12 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 _HEADER = struct.Struct(">I")
+BATCH_S = 0.2  # records wait at most this long in the child before they are sent
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,7 +62,7 @@ def _child_main() -> int:
 
     from core.config import TrainConfig
     from core.jobs import run_lockstep
-    from core.train import Trainer, warm_up
+    from core.train import StepRecord, Trainer, warm_up
 
     torch.set_num_threads(1)
     try:
@@ -86,11 +90,25 @@ def _child_main() -> int:
 
     threading.Thread(target=watch_stdin, daemon=True).start()
 
+    batch: list = []
+    last_sent = time.monotonic()
+
+    def send_batch():
+        nonlocal last_sent
+        if batch:
+            write_frame(out, pickle.dumps(("records", batch), protocol=pickle.HIGHEST_PROTOCOL))
+            batch.clear()
+        last_sent = time.monotonic()
+
     def emit(i, record):
-        write_frame(out, pickle.dumps(("record", i, record), protocol=pickle.HIGHEST_PROTOCOL))
+        batch.append((i, record))
+        # Probes and evaluations go out at once (they change the charts); steps wait.
+        if not isinstance(record, StepRecord) or time.monotonic() - last_sent >= BATCH_S:
+            send_batch()
 
     try:
         run_lockstep(trainers, emit)
+        send_batch()
         for i, t in enumerate(trainers):
             state = {k: v.detach().contiguous() for k, v in t.model.state_dict().items()}
             write_frame(out, pickle.dumps(("model", i, state), protocol=pickle.HIGHEST_PROTOCOL))

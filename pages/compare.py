@@ -8,7 +8,7 @@ from core.narrate import sci
 from core.presets import COMPARE_MODELS, DEFAULT_COMPARE
 from core.runs import RunData
 from ui.config_form import config_sidebar
-from ui.live import live_view
+from ui.live import cached_chart, data_key, live_view
 from ui.state import LimitReached, attached_runs, start_job
 from ui.bootstrap import ensure_app
 
@@ -86,24 +86,41 @@ def draw(ds: list[RunData]) -> None:
     st.dataframe(summary_table(ds), hide_index=True)
     baseline = ds[0].status_copy().get("baseline_loss")
     log = st.toggle("Log-scale loss", key="compare_log")
-    st.altair_chart(charts.loss_chart(_stack(ds, "metrics"), _stack(ds, "evals"), baseline,
-                                      log_scale=log, by="run"), key="compare_loss")
-    probes = _stack(ds, "probes")
-    if probes.empty:
+    # Charts are rebuilt only when the tables they draw have grown (see cached_chart).
+    cached_chart(("cmp_loss", log, baseline) + data_key(ds, "metrics", "evals"), "compare_loss",
+                 lambda: charts.loss_chart(_stack(ds, "metrics"), _stack(ds, "evals"), baseline,
+                                           log_scale=log, by="run"))
+    probed = data_key(ds, "probes", "gates", "summaries")
+    if not any(d.versions()["probes"] for d in ds):
         st.info("The gradient heatmaps appear after the first probe.")
         return
+    probes = _stack_once(ds, "probes")
     st.subheader("A · Gradient reaching each time step, over training")
     st.caption("One colour scale for all models: darker means less gradient.")
-    st.altair_chart(charts.grad_time_heatmap(probes, "h", by="run"), key="compare_heatA")
+    cached_chart(("cmp_heatA",) + probed, "compare_heatA",
+                 lambda: charts.grad_time_heatmap(probes(), "h", by="run"))
     st.subheader("B · Gradient by time step and gate, at the latest probe")
-    st.altair_chart(charts.gate_heatmap(probes, by="run"), key="compare_heatB")
-    gates = _stack(ds, "gates")
-    if not gates.empty:
+    cached_chart(("cmp_heatB",) + probed, "compare_heatB",
+                 lambda: charts.gate_heatmap(probes(), by="run"))
+    if any(d.versions()["gates"] for d in ds):
         st.subheader("C · Mean gate activation")
-        st.altair_chart(charts.activation_heatmap(gates, by="run"), key="compare_heatC")
+        cached_chart(("cmp_heatC",) + probed, "compare_heatC",
+                     lambda: charts.activation_heatmap(_stack(ds, "gates"), by="run"))
     st.subheader("Gradient reach over training")
-    st.altair_chart(charts.reach_chart(_stack(ds, "summaries"), by="run"), key="compare_reach")
+    cached_chart(("cmp_reach",) + probed, "compare_reach",
+                 lambda: charts.reach_chart(_stack(ds, "summaries"), by="run"))
 
+
+def _stack_once(ds: list[RunData], name: str):
+    """A function returning ``_stack(ds, name)``, computed at most once (if at all)."""
+    memo = []
+
+    def get():
+        if not memo:
+            memo.append(_stack(ds, name))
+        return memo[0]
+
+    return get
 
 if datas:
     live_view(job if job is not None and job.alive else None, datas, "compare", draw)

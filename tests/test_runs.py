@@ -150,3 +150,31 @@ def test_an_unwritable_root_is_reported_and_training_continues_in_memory(tmp_pat
     finally:
         if root.is_dir():
             root.chmod(0o700)
+
+
+def test_a_flush_rewrites_only_the_tables_that_grew(tmp_path):
+    """The probe tables are the big ones; a flush between probes must not rewrite them."""
+    from core.train import Trainer
+
+    store = RunStore(tmp_path)
+    writer = store.create(TINY.replace(probe_every=1000, eval_every=1000))
+    records = iter(Trainer(writer.data.config).run())
+    first = [next(records) for _ in range(3)]  # step 0: a probe, an eval, a step
+    for r in first:
+        writer.data.add(r)
+    writer.flush()
+    before = {p.name: p.stat().st_mtime_ns for p in writer.dir.glob("*.parquet")}
+    versions = writer.data.versions()
+    writer.data.add(next(r for r in records if type(r).__name__ == "StepRecord"))
+    grown = {k for k, v in writer.data.versions().items() if v != versions[k]}
+    assert grown == {"metrics"}
+    import time
+    time.sleep(0.01)
+    writer.flush()
+    after = {p.name: p.stat().st_mtime_ns for p in writer.dir.glob("*.parquet")}
+    changed = {n for n in after if after[n] != before.get(n)}
+    assert changed == {"metrics.parquet"}
+    loaded = store.load(writer.data.status["run_id"])
+    for name in ("metrics", "probes", "gates", "summaries", "evals"):
+        pd.testing.assert_frame_equal(loaded.table(name), writer.data.table(name),
+                                      check_dtype=False)

@@ -1,0 +1,71 @@
+"""Live pages reuse chart specs while the data they draw is unchanged (ui.live)."""
+
+import altair as alt
+import pandas as pd
+import pytest
+
+from core.config import TrainConfig
+from core.train import Trainer
+from core.runs import RunData
+from ui import live
+
+TINY = TrainConfig(seq_len=8, hidden_size=6, batch_size=8, steps=6, eval_every=3,
+                   eval_size=32, probe_every=3)
+
+
+@pytest.fixture(autouse=True)
+def empty_cache(monkeypatch):
+    monkeypatch.setattr(live, "_SPECS", type(live._SPECS)())
+    drawn = []
+    monkeypatch.setattr(live.st, "vega_lite_chart", lambda spec, key: drawn.append((key, spec)))
+    return drawn
+
+
+def _chart(n):
+    return alt.Chart(pd.DataFrame({"x": range(n), "y": range(n)})).mark_line().encode(x="x", y="y")
+
+
+def test_a_spec_is_built_once_per_key_and_sent_with_arrow_datasets(empty_cache):
+    builds = []
+
+    def build():
+        builds.append(1)
+        return _chart(50)
+
+    for _ in range(3):
+        live.cached_chart(("k", 1), "w", build)
+    assert len(builds) == 1 and len(empty_cache) == 3
+    spec = empty_cache[-1][1]
+    (payload,) = spec["datasets"].values()
+    assert isinstance(payload, bytes)  # Arrow IPC, as Streamlit sends it
+    # Streamlit removes datasets from the spec it is handed: the cached one keeps them
+    spec.pop("datasets")
+    live.cached_chart(("k", 1), "w", build)
+    assert "datasets" in empty_cache[-1][1] and len(builds) == 1
+    live.cached_chart(("k", 2), "w", build)
+    assert len(builds) == 2
+
+
+def test_the_cache_is_bounded_in_bytes(monkeypatch):
+    monkeypatch.setattr(live, "MAX_SPEC_BYTES", 200_000)
+    for i in range(40):
+        live.cached_chart(("big", i), "w", lambda: _chart(5000))
+    total = sum(size for _, size in live._SPECS.values())
+    assert total <= 200_000 and len(live._SPECS) >= 1
+    assert ("big", 39) in live._SPECS and ("big", 0) not in live._SPECS
+
+
+def test_data_key_changes_exactly_when_a_table_grows():
+    data = RunData(TINY, status={"run_id": None})
+    other = RunData(TINY, status={"run_id": None})
+    assert live.data_key([data], "metrics") != live.data_key([other], "metrics")  # token
+    changed = {"metrics": 0, "probes": 0}
+    kinds = []
+    for record in Trainer(TINY).run():
+        before = {t: live.data_key([data], t) for t in changed}
+        data.add(record)
+        kinds.append(type(record).__name__)
+        for t in changed:
+            changed[t] += before[t] != live.data_key([data], t)
+    assert changed == {"metrics": kinds.count("StepRecord"), "probes": kinds.count("ProbeRecord")}
+    assert 0 < changed["probes"] < changed["metrics"]
