@@ -3,6 +3,8 @@
 Pages live in pages/; the engine (training, probes, run store) in core/.
 """
 
+import gc
+
 import streamlit as st
 
 from core.train import warm_up
@@ -10,10 +12,19 @@ from core.worker import POOL
 from ui.bootstrap import mark_app_run, resume_intended_page
 
 st.set_page_config(page_title="RNN Gradient Lab", page_icon=":material/science:", layout="wide")
-# Once per server process, so that the first Train press does not wait for torch's
-# imports: warm this process, and start a spare training process in the background.
-st.cache_resource(show_spinner=False)(warm_up)()
-st.cache_resource(show_spinner=False)(POOL.prestart)()
+@st.cache_resource(show_spinner=False)
+def _once_per_server() -> None:
+    """Warm this process up so the first Train press does not wait for torch's imports,
+    start a spare training process in the background, then move everything imported
+    so far (torch, pandas, Altair: millions of objects) out of the cyclic GC's reach
+    (gc.freeze), so collections scan only what pages allocate."""
+    warm_up()
+    POOL.prestart()
+    gc.freeze()
+
+
+_once_per_server()
+
 
 def _home() -> None:
     """The address "/" shows the Train page at its own address, /train (Streamlit serves a

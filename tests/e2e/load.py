@@ -544,7 +544,21 @@ def click_log_toggle(s: Session, timeout: float = 20.0) -> float | None:
 
 
 def all_done(sessions: list[Session]) -> bool:
-    return all(s.last_status in TERMINAL for s in sessions)
+    """Every session has ended its training and drawn what it ends with: the status
+    line is drawn before the charts below it, so a page that has just said
+    "finished" gets up to ``SETTLE_CHARTS_S`` to draw its final charts."""
+    now = time.time() * 1000
+    for s in sessions:
+        if s.last_status not in TERMINAL:
+            return False
+        charts = s.obs.get("charts") or [[0, 0]]
+        ended_at = (s.obs.get("status") or [[now]])[-1][0]
+        if charts[-1][1] < 4 and now - ended_at < SETTLE_CHARTS_S * 1000:
+            return False
+    return True
+
+
+SETTLE_CHARTS_S = 15.0
 
 
 def run_load(browser, server, n: int, config: dict | None = None, *,
