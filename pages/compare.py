@@ -9,7 +9,7 @@ from core.presets import COMPARE_MODELS, DEFAULT_COMPARE
 from core.runs import RunData
 from ui.config_form import config_sidebar
 from ui.live import cached_chart, data_key, live_view
-from ui.state import LimitReached, attached_runs, start_job
+from ui.state import attached_runs, start_stop_buttons
 from ui.bootstrap import ensure_app
 
 ensure_app("compare")
@@ -21,7 +21,6 @@ st.caption(
 )
 
 job, datas, problem = attached_runs("compare")
-running = job is not None and job.busy
 config = config_sidebar("compare", show_arch=False)
 
 if "models" in st.query_params and "compare_models" not in st.session_state:
@@ -32,21 +31,13 @@ models = st.multiselect("Models", list(COMPARE_MODELS), default=list(DEFAULT_COM
                         help="Pick two to four architectures or variants")
 st.query_params["models"] = ",".join(models)
 
-c1, c2, _ = st.columns([1.4, 1, 5])
-start = c1.button("Train together", type="primary", disabled=running or len(models) < 2)
+job, datas, started = start_stop_buttons(
+    "compare", job, datas, lambda: [config.replace(**COMPARE_MODELS[m]) for m in models],
+    label="Train together", can_start=len(models) >= 2, widths=(1.4, 1, 5))
+if started:
+    problem = None
 if len(models) < 2:
     st.info("Pick at least two models to compare.")
-if start:
-    configs = [config.replace(**COMPARE_MODELS[m]) for m in models]
-    try:
-        job = start_job("compare", configs)
-        datas, running, problem = [r.data for r in job.runs], True, None
-    except LimitReached as e:
-        st.error(str(e))
-if c2.button("Stop", disabled=not running):
-    job.stop()
-    job.join(timeout=5)
-    running = job.busy
 if problem:
     st.error(problem)
 

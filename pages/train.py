@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui.config_form import config_sidebar
 from ui.live import live_view, run_charts, status_header
-from ui.state import LimitReached, attached_runs, start_job
+from ui.state import attached_runs, start_stop_buttons
 from ui.bootstrap import ensure_app
 
 ensure_app("train")
@@ -16,24 +16,14 @@ st.caption(
 )
 
 job, datas, problem = attached_runs("train")
-running = job is not None and job.busy
 config = config_sidebar("train", disabled=False)
 task = config.make_task()
 st.markdown(f"**{task.name}**, T = {config.seq_len}: {task.description} "
             f"Baseline loss (input-independent): {task.baseline_loss:.4g}.")
 
-c1, c2, _ = st.columns([1, 1, 6])
-if c1.button("Train", type="primary", disabled=running):
-    try:
-        job = start_job("train", [config])
-        datas, running, problem = [r.data for r in job.runs], True, None
-    except LimitReached as e:
-        st.error(str(e))
-if c2.button("Stop", disabled=not running):
-    job.stop()
-    job.join(timeout=5)
-    running = job.busy
-
+job, datas, started = start_stop_buttons("train", job, datas, lambda: [config])
+if started:
+    problem = None
 if problem:
     st.error(problem)
 if not datas:

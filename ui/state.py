@@ -133,3 +133,27 @@ def load_run(run_id: str) -> RunData:
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _load_cached(root: str, run_id: str, stamp: int) -> RunData:
     return RunStore(root).load(run_id)
+
+
+def start_stop_buttons(page: str, job: TrainingJob | None, datas: list[RunData], make_configs,
+                       *, label: str = "Train", can_start: bool = True,
+                       widths=(1, 1, 6)) -> tuple[TrainingJob | None, list[RunData], bool]:
+    """The start and Stop buttons of a training page (Train, Compare).
+
+    ``make_configs()`` gives the configurations to train when the start button is
+    pressed. Returns (job, datas, started): a refused start (a limit reached) is
+    shown as an error and keeps what the page had.
+    """
+    running = job is not None and job.busy
+    c1, c2, _ = st.columns(list(widths))
+    started = False
+    if c1.button(label, type="primary", disabled=running or not can_start):
+        try:
+            job = start_job(page, make_configs())
+            datas, started = [r.data for r in job.runs], True
+        except LimitReached as e:
+            st.error(str(e))
+    if c2.button("Stop", disabled=not (job is not None and job.busy)):
+        job.stop()
+        job.join(timeout=5)
+    return job, datas, started
