@@ -275,6 +275,20 @@ def activation_heatmap(gates: pd.DataFrame, step: int | None = None, by: str | N
     return _small_multiples(chart, by)
 
 
+def input_example_chart(example: pd.DataFrame) -> alt.Chart:
+    """One input sequence of a task (``core.tasks.example``): x = time step t,
+    y = input channel, colour = the input's value (one-hot symbols are 0/1)."""
+    d = _finite(_frame(example, ["t", "value"], ["channel"], None), ["t", "value"])
+    order = sorted(d["channel"].unique(), key=lambda c: int(c[1:]) if c[1:].isdigit() else 0)
+    return alt.Chart(d).mark_rect().encode(
+        x=alt.X("t:O", title="time step t", sort="ascending", axis=alt.Axis(**_AXIS)),
+        y=alt.Y("channel:N", title="input", sort=order),
+        color=alt.Color("value:Q", title="input value", scale=alt.Scale(scheme="greys")),
+        tooltip=[alt.Tooltip("t:Q", title="time step t"), alt.Tooltip("channel:N", title="input"),
+                 alt.Tooltip("value:Q", title="value", format=".3f")],
+    ).properties(height=alt.Step(14))
+
+
 # ---------------------------------------------------------------- summaries
 
 def reach_chart(summaries: pd.DataFrame, by: str | None = None) -> alt.HConcatChart:

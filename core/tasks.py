@@ -24,6 +24,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -333,6 +335,25 @@ class RecallTask(_ClassifyLastStep):
         tokens = torch.randint(K, K + self.num_distractors, (batch_size, self.seq_len), generator=generator)
         tokens[:, 0] = y
         return F.one_hot(tokens, self.input_size).float(), y
+
+
+def example(task: Task, seed: int = 0) -> tuple[pd.DataFrame, str]:
+    """One sequence of ``task`` as a tidy frame (t, channel, value) of its inputs, and
+    its target as text: what the network is shown, for a page to draw."""
+    x, y = task.sample(1, torch.Generator().manual_seed(int(seed)))
+    x = x[0].numpy()
+    steps, channels = x.shape
+    frame = pd.DataFrame({"t": np.repeat(np.arange(steps), channels),
+                          "channel": np.tile([f"x{c}" for c in range(channels)], steps),
+                          "value": x.reshape(-1).astype(float)})
+    y = y[0].reshape(-1)
+    if y.numel() == 1:
+        target = f"{y.item():.4g}" if y.is_floating_point() else str(int(y.item()))
+    else:
+        # Sequence targets (copy) end with what must be recalled: show the end.
+        shown = ", ".join(str(int(v)) for v in y[-12:].tolist())
+        target = f"[{'…, ' if y.numel() > 12 else ''}{shown}]"
+    return frame, target
 
 
 _TASKS: dict[str, type[Task]] = {

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui.config_form import config_sidebar
-from ui.live import live_view, run_charts, status_header
+from ui.live import live_view, run_charts, status_header, task_example
 from ui.state import attached_runs, start_stop_buttons
 from ui.bootstrap import ensure_app
 
@@ -20,6 +20,7 @@ config = config_sidebar("train", disabled=False)
 task = config.make_task()
 st.markdown(f"**{task.name}**, T = {config.seq_len}: {task.description} "
             f"Baseline loss (input-independent): {task.baseline_loss:.4g}.")
+task_example(task, config.seed, expanded=not datas)
 
 job, datas, started = start_stop_buttons("train", job, datas, lambda: [config])
 if started:

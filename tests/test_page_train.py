@@ -82,3 +82,16 @@ def test_reload_with_the_run_in_the_url_shows_the_saved_run(runs_dir):
     assert not fresh.exception
     assert any("Status: finished" in m.value for m in fresh.markdown)
     assert len(fresh.get("vega_lite_chart")) >= 5
+
+
+def test_the_page_shows_one_example_sequence_of_the_task(runs_dir):
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update({"task": "recall", "seq_len": "12"})
+    at.run()
+    assert not at.exception
+    example = at.get("expander")[0]
+    assert "example sequence" in example.label
+    assert len(example.get("vega_lite_chart")) == 1
+    from core.tasks import example as task_example, make_task
+    _, target = task_example(make_task("recall", 12), 0)
+    assert any(f"the target for this sequence is {target}." in c.value for c in at.caption)

@@ -277,3 +277,18 @@ def test_recall_options_round_trip():
 def test_bad_batch_size_is_rejected():
     with pytest.raises(ValueError, match="batch_size"):
         make_task("adding", 10).sample(0, gen())
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_example_is_one_sample_of_the_task_as_a_tidy_frame(name):
+    from core.tasks import example
+
+    task = make_task(name, 12)
+    frame, target = example(task, seed=3)
+    x, y = task.sample(1, torch.Generator().manual_seed(3))
+    assert list(frame.columns) == ["t", "channel", "value"]
+    assert len(frame) == task.steps * task.input_size
+    grid = frame.pivot(index="t", columns="channel", values="value")
+    grid = grid[[f"x{c}" for c in range(task.input_size)]].to_numpy()
+    assert (grid == x[0].numpy()).all()
+    assert target and example(task, seed=3)[1] == target

@@ -18,6 +18,7 @@ from streamlit import dataframe_util
 from core import charts
 from core.jobs import TrainingJob
 from core.narrate import describe_gradient, sci
+from core.tasks import example
 from core.runs import RunData
 
 REFRESH_S = 1.0
@@ -75,6 +76,19 @@ def cached_chart(cache_key: tuple, widget_key: str, build) -> None:
     spec = hit[0]
     # Streamlit moves the datasets out of the spec it is given: hand it a copy.
     st.vega_lite_chart(spec=dict(spec), key=widget_key)
+
+
+def task_example(task, seed: int, expanded: bool = True) -> None:
+    """One input sequence of ``task`` and its target: what the network is shown."""
+    # The container's key (CSS class st-key-task_example) lets browser tests tell this
+    # chart from the run's charts.
+    with st.container(key="task_example"), st.expander(
+            "What the network sees: one example sequence", expanded=expanded):
+        frame, target = example(task, seed)
+        cached_chart(("example", repr(task), seed), "task_example",
+                     lambda: charts.input_example_chart(frame))
+        st.caption(f"Inputs by time step (columns) and input channel (rows); the target "
+                   f"for this sequence is {target}.")
 
 
 def data_key(datas: list[RunData], *tables: str) -> tuple:

@@ -44,7 +44,8 @@ VIEWPORT = {"width": 1400, "height": 1000}
 # Selectors from the UI contract (Streamlit 1.67 test ids).
 APP = '[data-testid="stApp"]'
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-CHART = '[data-testid="stVegaLiteChart"]'
+# A run's charts: the Train page's example input sequence (.st-key-task_example) is not one.
+CHART = '[data-testid="stVegaLiteChart"]:not(.st-key-task_example *)'
 ALERT = '[data-testid="stAlertContainer"], [data-testid="stAlert"]'
 DATAFRAME = '[data-testid="stDataFrame"]'
 DOWNLOAD = '[data-testid="stDownloadButton"]'

@@ -361,7 +361,7 @@ OBSERVER_JS = r"""
   }
   setInterval(() => {
     const now = Date.now();
-    const n = document.querySelectorAll('[data-testid="stVegaLiteChart"]').length;
+    const n = document.querySelectorAll('[data-testid="stVegaLiteChart"]:not(.st-key-task_example *)').length;
     if (n !== o.lastCharts) { o.charts.push([now, n]); o.lastCharts = n; }
     for (const el of document.querySelectorAll('[data-testid="stMarkdownContainer"]')) {
       const t = el.textContent || "";
