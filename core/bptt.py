@@ -491,8 +491,10 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
         result.blocks = [(("h",), dh.unsqueeze(2)), (("c",), dc[:T].unsqueeze(2)),
                          (("i", "f", "g", "o"), dpre.view(T, B, 4, H))]
         # The reference records i, f, o (f ≡ 1 without forget gate; i = 1 − f for CIFG).
-        means = a.view(T, B, 4, H).mean(dim=(1, 3))  # (T, 4): mean of each gate per step
-        result.activations = {"i": means[:, 0], "f": means[:, 1], "o": means[:, 3]}
+        per_unit = a.view(T, B, 4, H).mean(dim=1)  # (T, 4, H): batch mean of each gate unit
+        means = per_unit.mean(dim=2)  # (T, 4): mean of each gate per step
+        result.activations = {"i": means[:, 0], "f": means[:, 1], "o": means[:, 3],
+                              "f_max": per_unit[:, 1].max(dim=1).values}  # most open unit
     return result
 
 
@@ -597,8 +599,10 @@ def _gru_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: bo
         result.states = {"h": dh}
         result.gates = {"r": ds[:, :, 0], "z": ds[:, :, 1], "n": d_n}
         result.blocks = [(("h",), dh.unsqueeze(2)), (("r", "z", ""), ds), (("n",), d_n.unsqueeze(2))]
-        means = rz[:T].view(T, B, 2, H).mean(dim=(1, 3))  # (T, 2): mean r and z per step
-        result.activations = {"r": means[:, 0], "z": means[:, 1]}
+        per_unit = rz[:T].view(T, B, 2, H).mean(dim=1)  # (T, 2, H): batch mean per unit
+        means = per_unit.mean(dim=2)  # (T, 2): mean r and z per step
+        result.activations = {"r": means[:, 0], "z": means[:, 1],
+                              "z_max": per_unit[:, 1].max(dim=1).values}  # most carrying unit
     return result
 
 
@@ -673,7 +677,7 @@ def fast_probe(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -> ProbeR
         activations = pd.DataFrame({"t": [], "gate": [], "mean": []})
     row = dict(zip(quantities, norms))
     summary = summarise_arrays(
-        row["h"], row.get("c", np.zeros(0)), {q: m for q, m in zip(gates, means) if q in ("f", "z")}
+        row["h"], row.get("c", np.zeros(0)), {q: m for q, m in zip(gates, means) if q in ("f", "z", "f_max", "z_max")}
     )
     return ProbeResult(
         loss=bp.per_seq.mean(),

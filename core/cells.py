@@ -188,7 +188,7 @@ class LSTMLayer(nn.LSTM):
         h = x.new_zeros(B, H)
         c = x.new_zeros(B, H)
         hs, cs, pres = [], [], []
-        act_sums: dict[str, list[Tensor]] = {"i": [], "f": [], "o": []}
+        act_sums: dict[str, list[Tensor]] = {"i": [], "f": [], "o": [], "f_max": []}
         for t in range(T):
             # All four pre-activations in one matmul; one graph node per step so
             # the probe can ask for ∂ℓ/∂(pre-activation) and split it by gate.
@@ -214,6 +214,9 @@ class LSTMLayer(nn.LSTM):
                 pres.append(pre)
                 for name, v in (("i", i), ("f", f), ("o", o)):
                     act_sums[name].append(v.detach().mean())
+                # The most open unit's f (batch mean): a mean over units hides the few
+                # units that learn to keep their cell, which is what carries the gradient.
+                act_sums["f_max"].append(f.detach().mean(0).max())
         out = Unrolled(h=torch.stack(hs, 1))
         if record:
             out.states = {"h": hs, "c": cs}
@@ -256,7 +259,7 @@ class GRULayer(nn.GRU):
         b_hrz, b_hn = self.bias_hh_l0[: 2 * H], self.bias_hh_l0[2 * H :]
         h = x.new_zeros(B, H)
         hs, rz_pres, n_pres = [], [], []
-        act_sums: dict[str, list[Tensor]] = {"r": [], "z": []}
+        act_sums: dict[str, list[Tensor]] = {"r": [], "z": [], "z_max": []}
         for t in range(T):
             # r and z pre-activations together; n's separately because it needs r_t.
             rz_pre = gx[:, t, : 2 * H] + nn.functional.linear(h, w_hrz, b_hrz)
@@ -271,6 +274,7 @@ class GRULayer(nn.GRU):
                 n_pres.append(n_pre)
                 act_sums["r"].append(r.detach().mean())
                 act_sums["z"].append(z.detach().mean())
+                act_sums["z_max"].append(z.detach().mean(0).max())  # most carrying unit
         out = Unrolled(h=torch.stack(hs, 1))
         if record:
             out.states = {"h": hs}

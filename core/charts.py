@@ -29,7 +29,7 @@ MAX_LINE_POINTS = 500      # per run, for loss / reach lines
 MAX_HEATMAP_STEPS = 200    # distinct training steps in heatmap A (per run)
 ARCHS = ("rnn_tanh", "rnn_relu", "lstm", "gru")   # as core.models.ARCHS (no torch import)
 QUANTITIES = ("h", "c", "i", "f", "g", "o", "r", "z", "n")   # LSTM: h c i f g o; GRU: h r z n
-GATES = ("i", "f", "o", "r", "z")
+GATES = ("i", "f", "f_max", "o", "r", "z", "z_max")   # *_max: the most open unit
 # Okabe-Ito, yellow last (weak on white), black dropped (invisible on dark themes).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#999999", "#F0E442"]
 ARCH_COLOURS = dict(zip(ARCHS, PALETTE))

@@ -46,6 +46,10 @@ def describe_gradient(summary: dict, arch: str | None = None) -> str:
     f = summary.get("mean_f")
     if arch == "lstm" and f is not None:
         text += f" The forget gate averages {f:.2f}"
+        f_max = summary.get("mean_f_max")
+        if f_max is not None and f_max - f > 0.05:
+            # A mean over units hides the few that stay open and carry the memory.
+            text += f" over its units (its most open unit: {f_max:.2f})"
         cell = summary.get("cell_ratio")
         if cell is not None:
             text += (f"; along the cell state, ‖∂ℓ/∂c₀‖ is {sci(cell)} of ‖∂ℓ/∂c_T−1‖"
@@ -54,5 +58,9 @@ def describe_gradient(summary: dict, arch: str | None = None) -> str:
             text += "."
     z = summary.get("mean_z")
     if arch == "gru" and z is not None:
-        text += f" The update gate z averages {z:.2f} (z → 1 carries h, and its gradient, unchanged)."
+        text += f" The update gate z averages {z:.2f}"
+        z_max = summary.get("mean_z_max")
+        if z_max is not None and z_max - z > 0.05:
+            text += f" over its units (its most carrying unit: {z_max:.2f})"
+        text += " (z → 1 carries h, and its gradient, unchanged)."
     return text

@@ -157,7 +157,7 @@ def summarise(profile: pd.DataFrame, activations: pd.DataFrame) -> dict:
     """Per-profile numbers with names a reader understands."""
     c = profile[profile["quantity"] == "c"].sort_values("t")["grad_norm"].to_numpy(dtype=float)
     gate_means = {}
-    for gate in ("f", "z"):
+    for gate in ("f", "z", "f_max", "z_max"):
         a = activations[activations["gate"] == gate]["mean"]
         if len(a):
             gate_means[gate] = a.to_numpy(dtype=float)
@@ -166,7 +166,8 @@ def summarise(profile: pd.DataFrame, activations: pd.DataFrame) -> dict:
 
 def summarise_arrays(h: np.ndarray, c: np.ndarray, gate_means: dict[str, np.ndarray]) -> dict:
     """:func:`summarise` from arrays ordered by t: the h- and c-gradient norms (c empty
-    when there is no cell) and the per-step mean activations of the f / z gates."""
+    when there is no cell) and the per-step mean activations of the f / z gates (and of
+    their most open unit, ``f_max`` / ``z_max``)."""
     summary = {
         "vanishing_ratio": _ratio_of(h),
         "gradient_reach": _reach_of(h),
@@ -177,7 +178,7 @@ def summarise_arrays(h: np.ndarray, c: np.ndarray, gate_means: dict[str, np.ndar
     if len(c) and c[-1] > 0:
         # The LSTM's cell path alone: ‖∂ℓ/∂c_0‖ / ‖∂ℓ/∂c_{T−1}‖.
         summary["cell_ratio"] = float(c[0] / c[-1])
-    for gate in ("f", "z"):
+    for gate in ("f", "z", "f_max", "z_max"):
         if gate in gate_means and len(gate_means[gate]):
             summary[f"mean_{gate}"] = float(np.mean(gate_means[gate]))
     return summary

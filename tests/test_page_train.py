@@ -95,3 +95,20 @@ def test_the_page_shows_one_example_sequence_of_the_task(runs_dir):
     from core.tasks import example as task_example, make_task
     _, target = task_example(make_task("recall", 12), 0)
     assert any(f"the target for this sequence is {target}." in c.value for c in at.caption)
+
+
+def test_heatmap_b_follows_the_latest_probe_until_the_user_scrubs_back(runs_dir):
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update(dict(TINY, steps="60", probe_every="10"))
+    at.run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    _wait_finished(at)
+    follow = at.toggle(key="train_probe_step_follow")
+    assert follow.value is True
+    assert not [s for s in at.select_slider if s.key == "train_probe_step"]
+    assert any("At training step 50" in m.value for m in at.markdown)
+    follow.set_value(False).run()
+    slider = at.select_slider(key="train_probe_step")
+    assert slider.value == 50 and slider.options[0] == "0"
+    slider.set_value(10).run()
+    assert not at.exception and at.select_slider(key="train_probe_step").value == 10

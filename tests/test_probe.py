@@ -560,3 +560,27 @@ def test_an_exploding_gradient_reaches_every_step():
                          "grad_norm": [2.0 ** (29 - t) for t in range(30)]})
     assert gradient_reach(prof) == 30
     assert vanishing_ratio(prof) == 2.0 ** 29
+
+
+@pytest.mark.parametrize("arch, gate", [("lstm", "f"), ("gru", "z")])
+def test_gate_activations_equal_gates_recomputed_from_torch_nn_states(arch, gate):
+    """Heatmap C's rows (mean over batch and units, and the most open unit) against
+    the gate recomputed from torch.nn's own hidden states and the weights."""
+    from core.bptt import fast_probe
+
+    model, task, x, y = _setup(arch, "adding", 7, 5, 6, seed=4)
+    fused = _fused(model).double()
+    hs, _ = fused(x)                                    # (B, T, H) from torch.nn
+    H = model.recurrent.hidden_size
+    h_prev = torch.cat([torch.zeros_like(hs[:, :1]), hs[:, :-1]], dim=1)
+    rec = model.recurrent
+    pre = x @ rec.weight_ih_l0.T + rec.bias_ih_l0 + h_prev @ rec.weight_hh_l0.T + rec.bias_hh_l0
+    rows = slice(H, 2 * H)  # f is torch's 2nd LSTM block (i, f, g, o); z is the GRU's 2nd (r, z, n)
+    g = torch.sigmoid(pre[..., rows]).detach()          # (B, T, H)
+    expected = {gate: g.mean(dim=(0, 2)), f"{gate}_max": g.mean(dim=0).max(dim=1).values}
+    for result in (probe(model, task, x, y), fast_probe(model, task, x, y)):
+        acts = result.activations
+        for name, want in expected.items():
+            got = acts[acts["gate"] == name].sort_values("t")["mean"].to_numpy()
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-9)
+        assert result.summary[f"mean_{gate}_max"] == pytest.approx(float(expected[f"{gate}_max"].mean()))

@@ -15,6 +15,13 @@ import pandas as pd
 import streamlit as st
 from streamlit import dataframe_util
 
+try:  # Streamlit's own Altair → Vega-Lite conversion (private; pinned version in requirements)
+    from streamlit.elements.vega_charts import (
+        _convert_altair_to_vega_lite_spec as _st_altair_to_spec,
+    )
+except ImportError:  # pragma: no cover - a different Streamlit: the fallback below
+    _st_altair_to_spec = None
+
 from core import charts
 from core.jobs import TrainingJob
 from core.narrate import describe_gradient, sci
@@ -34,8 +41,7 @@ def show_chart(chart, key: str) -> None:
     thread, once a second while training); the chart module's specs are validated
     once in tests/test_charts.py instead, and their structure does not depend on data.
     """
-    to_dict = chart.to_dict
-    object.__setattr__(chart, "to_dict", lambda *a, **kw: to_dict(*a, **{**kw, "validate": False}))
+    _skip_validation(chart)
     st.altair_chart(chart, key=key)
 
 
@@ -53,12 +59,24 @@ MAX_SPEC_BYTES = 64 * 2**20
 
 
 def _compact_spec(chart) -> tuple[dict, int]:
-    spec = chart.to_dict(validate=False)
-    datasets = {name: dataframe_util.convert_anything_to_arrow_bytes(pd.DataFrame(rows))
-                for name, rows in spec.get("datasets", {}).items()}
-    if datasets:
-        spec["datasets"] = datasets
-    return spec, 4096 + sum(len(b) for b in datasets.values())
+    """The Vega-Lite spec Streamlit would send for ``chart`` (its own Altair conversion:
+    datasets straight from the DataFrames to Arrow bytes, Streamlit's theme handling),
+    without Altair's JSON-schema validation, and its size in bytes."""
+    _skip_validation(chart)
+    if _st_altair_to_spec is not None:
+        spec = _st_altair_to_spec(chart)
+    else:  # a Streamlit without the private helper: the same through Altair's records
+        spec = chart.to_dict()
+        spec["datasets"] = {
+            name: dataframe_util.convert_anything_to_arrow_bytes(pd.DataFrame(rows))
+            for name, rows in spec.get("datasets", {}).items()}
+    sizes = [len(b) for b in spec.get("datasets", {}).values() if isinstance(b, bytes)]
+    return spec, 4096 + sum(sizes)
+
+
+def _skip_validation(chart) -> None:
+    to_dict = chart.to_dict
+    object.__setattr__(chart, "to_dict", lambda *a, **kw: to_dict(*a, **{**kw, "validate": False}))
 
 
 def cached_chart(cache_key: tuple, widget_key: str, build) -> None:
@@ -130,17 +148,22 @@ def status_header(data: RunData, job: TrainingJob | None = None) -> dict:
 
 
 def _probe_step_picker(steps: list[int], key: str) -> int | None:
-    """A slider over probe steps that follows the latest probe unless moved back."""
+    """Which probe heatmaps B and C show: the latest one while "follow" is on, else the
+    step picked on a slider.
+
+    Following is a toggle of its own, not a slider the page moves: a slider whose value
+    the script keeps moving while the browser also reports the value it shows can lose
+    the race and stick at an old probe (seen in Chromium during a live run).
+    """
     if not steps:
         return None
     if len(steps) == 1:
         return steps[0]
-    follow_key = f"{key}_latest"
-    if key not in st.session_state or st.session_state[key] not in steps or (
-        st.session_state[key] == st.session_state.get(follow_key)
-    ):
+    if st.toggle("Follow the latest probe", value=True, key=f"{key}_follow",
+                 help="Turn off to scrub back through earlier probes"):
+        return steps[-1]
+    if st.session_state.get(key) not in steps:
         st.session_state[key] = steps[-1]
-    st.session_state[follow_key] = steps[-1]
     return st.select_slider("Probe at training step", options=steps, key=key,
                             help="Scrub back through earlier probes")
 
@@ -182,7 +205,8 @@ def run_charts(data: RunData, key: str) -> None:
     if not gates.empty:
         st.subheader("C · Mean gate activation by time step")
         st.caption("What the gates do: f near 1 keeps the cell (and its gradient); "
-                   "z near 1 carries the GRU state.")
+                   "z near 1 carries the GRU state. f_max / z_max: the most open unit "
+                   "(its batch mean), which the mean over units hides.")
         cached_chart(("heatC", chosen) + probed, f"{key}_heatC",
                      lambda: charts.activation_heatmap(gates, step=chosen))
     st.subheader("Gradient reach over training")
