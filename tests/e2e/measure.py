@@ -144,6 +144,46 @@ def measure_cli(config: dict, workdir: Path) -> dict:
             "cli_status": res.get("status"), "load_1m_before_cli": load}
 
 
+def measure_paired(config: dict, workdir: Path, repeats: int, browser_nice: int = 0) -> dict:
+    """``repeats`` rounds of (a training with the page open, then the CLI's), the server
+    kept running but idle during the CLI runs: paired, so a noisy minute hits both."""
+    from playwright.sync_api import sync_playwright
+
+    try:
+        from tests.e2e.load import deprioritize_browser
+    except ImportError:  # run as a script
+        from load import deprioritize_browser  # type: ignore[no-redef]
+
+    pairs = []
+    with sync_playwright() as pw:
+        browser = h.launch_browser(pw)
+        server = h.AppServer(runs_dir=workdir / "runs", log_dir=workdir / "logs", max_trainings=2)
+        try:
+            server.start(timeout=60)
+            for _ in range(repeats):
+                context = browser.new_context(viewport=h.VIEWPORT)
+                page = context.new_page()
+                deprioritize_browser(browser_nice, exclude_root=server.pid)
+                h.open_page(page, server, "train", config, ready=h.train_button, timeout=120)
+                h.try_wait_idle(page)
+                h.click_button(page, h.train_button(page), "Train")
+                run_id = h.wait_run_id(page)
+                server.wait_runs_status([run_id], ("finished", "stopped", "diverged"), timeout=1800)
+                page_rate = server.run_status(run_id).get("steps_per_s")
+                context.close()
+                time.sleep(2)
+                cli = measure_cli(config, workdir)
+                pairs.append((page_rate, cli["cli_steps_per_s"]))
+                print(f"[measure] page {page_rate:.2f} steps/s, CLI {cli['cli_steps_per_s']:.2f} "
+                      f"steps/s, ratio {page_rate / cli['cli_steps_per_s']:.3f}", flush=True)
+        finally:
+            browser.close()
+            server.stop()
+    ratios = [p / c for p, c in pairs]
+    return {"pairs": pairs, "ratios": ratios, "page_vs_cli_median": statistics.median(ratios),
+            "browser_nice": browser_nice}
+
+
 def _fmt(v, unit=""):
     if v is None:
         return "n/a"
@@ -167,8 +207,19 @@ def main(argv=None) -> int:
     p.add_argument("--browser-nice", type=int, default=0,
                    help="run Chromium at this nice value: on a deployment the browser runs on "
                         "the visitor's machine, here it shares the server's cores (default 0)")
+    p.add_argument("--paired", type=int, default=0, metavar="N",
+                   help="only the throughput figure: N rounds of (page-open run, CLI run) "
+                        "against one server, and the median ratio")
     a = p.parse_args(argv)
     config = config_from_args(a)
+    if a.paired:
+        with tempfile.TemporaryDirectory(prefix="rnnlab-measure-") as tmp:
+            res = measure_paired(config, Path(tmp), a.paired, a.browser_nice)
+        print(f"page / CLI, {a.paired} paired rounds: "
+              f"{', '.join(f'{r:.3f}' for r in res['ratios'])}; median "
+              f"{res['page_vs_cli_median']:.3f} (Chromium nice {a.browser_nice})")
+        print(json.dumps({"config": config, **res}))
+        return 0
     with tempfile.TemporaryDirectory(prefix="rnnlab-measure-") as tmp:
         workdir = Path(tmp)
         res = measure_browser(config, a.observe, workdir, a.train_path, a.browser_nice)
