@@ -43,24 +43,26 @@ def describe_gradient(summary: dict, arch: str | None = None) -> str:
         verdict = (f"The gradient reaching step 0 is {sci(ratio)} of the gradient at the "
                    "last step: it is carried across the whole sequence.")
     text = f"{verdict} Gradient reach: {int(reach)} of {int(steps)} steps."
-    f = summary.get("mean_f")
-    if arch == "lstm" and f is not None:
-        text += f" The forget gate averages {f:.2f}"
-        f_max = summary.get("mean_f_max")
-        if f_max is not None and f_max - f > 0.05:
-            # A mean over units hides the few that stay open and carry the memory.
-            text += f" over its units (its most open unit: {f_max:.2f})"
+    if arch == "lstm" and summary.get("mean_f") is not None:
+        text += " " + _gate_clause(summary, "f", "The forget gate", "most open")
         cell = summary.get("cell_ratio")
         if cell is not None:
             text += (f"; along the cell state, ‖∂ℓ/∂c₀‖ is {sci(cell)} of ‖∂ℓ/∂c_T−1‖"
                      " (the cell path scales the gradient by f at every step).")
         else:
             text += "."
-    z = summary.get("mean_z")
-    if arch == "gru" and z is not None:
-        text += f" The update gate z averages {z:.2f}"
-        z_max = summary.get("mean_z_max")
-        if z_max is not None and z_max - z > 0.05:
-            text += f" over its units (its most carrying unit: {z_max:.2f})"
-        text += " (z → 1 carries h, and its gradient, unchanged)."
+    if arch == "gru" and summary.get("mean_z") is not None:
+        text += (" " + _gate_clause(summary, "z", "The update gate z", "most carrying")
+                 + " (z → 1 carries h, and its gradient, unchanged).")
+    return text
+
+
+def _gate_clause(summary: dict, gate: str, name: str, extreme: str) -> str:
+    """"The forget gate averages 0.35 over its units (its most open unit: 1.00)": the
+    unit clause only when the mean hides a unit well above it, since a mean over units
+    hides the few that stay open and carry the memory."""
+    mean, top = summary[f"mean_{gate}"], summary.get(f"mean_{gate}_max")
+    text = f"{name} averages {mean:.2f}"
+    if top is not None and top - mean > 0.05:
+        text += f" over its units (its {extreme} unit: {top:.2f})"
     return text
