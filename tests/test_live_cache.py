@@ -69,3 +69,21 @@ def test_data_key_changes_exactly_when_a_table_grows():
             changed[t] += before[t] != live.data_key([data], t)
     assert changed == {"metrics": kinds.count("StepRecord"), "probes": kinds.count("ProbeRecord")}
     assert 0 < changed["probes"] < changed["metrics"]
+
+
+def test_both_conversions_send_the_same_data(monkeypatch):
+    """Streamlit's own Altair conversion (used when present) and the fallback through
+    Altair's records give the same datasets."""
+    import pyarrow as pa
+
+    def frames(spec):
+        return [pa.ipc.open_stream(b).read_all().to_pandas().reset_index(drop=True)
+                for b in spec["datasets"].values()]
+
+    chart = _chart(30)
+    primary, _ = live._compact_spec(chart)
+    monkeypatch.setattr(live, "_st_altair_to_spec", None)
+    fallback, _ = live._compact_spec(_chart(30))
+    (a,), (b,) = frames(primary), frames(fallback)
+    pd.testing.assert_frame_equal(a[["x", "y"]], b[["x", "y"]], check_dtype=False)
+    assert primary["mark"] == fallback["mark"] and primary["encoding"] == fallback["encoding"]
