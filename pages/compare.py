@@ -1,5 +1,7 @@
 """Compare: two to four models trained together on identical batches."""
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
@@ -85,7 +87,7 @@ def draw(ds: list[RunData]) -> None:
     if not any(d.versions()["probes"] for d in ds):
         st.info("The gradient heatmaps appear after the first probe.")
         return
-    probes = _stack_once(ds, "probes")
+    probes = functools.cache(lambda: _stack(ds, "probes"))  # built only if a chart needs it
     st.subheader("A · Gradient reaching each time step, over training")
     st.caption("One colour scale for all models: darker means less gradient.")
     cached_chart(("cmp_heatA",) + probed, "compare_heatA",
@@ -101,17 +103,6 @@ def draw(ds: list[RunData]) -> None:
     cached_chart(("cmp_reach",) + probed, "compare_reach",
                  lambda: charts.reach_chart(_stack(ds, "summaries"), by="run"))
 
-
-def _stack_once(ds: list[RunData], name: str):
-    """A function returning ``_stack(ds, name)``, computed at most once (if at all)."""
-    memo = []
-
-    def get():
-        if not memo:
-            memo.append(_stack(ds, name))
-        return memo[0]
-
-    return get
 
 if datas:
     live_view(job if job is not None and job.alive else None, datas, "compare", draw)

@@ -1,5 +1,6 @@
 """Runs: every saved run — open one, compare several, download, delete, upload."""
 
+import functools
 import json
 
 import pandas as pd
@@ -9,7 +10,7 @@ from core import charts
 from core.archive import MAX_UPLOAD_BYTES, ArchiveError, chart_files, export_run, import_run
 from core.jobs import GLOBAL_REGISTRY
 from core.runs import RunError
-from ui.live import live_view, run_charts, show_chart, status_header
+from ui.live import cached_chart, data_key, live_view, run_charts, status_header
 from ui.state import load_run, max_stored_runs, run_store
 from ui.bootstrap import ensure_app
 
@@ -243,14 +244,20 @@ elif len(picked) >= 2:
         baseline = baselines.pop() if len(baselines) == 1 else None
         if baseline is None:
             st.caption("The runs are on different tasks or lengths: no common baseline is drawn.")
-        show_chart(charts.loss_chart(tagged("metrics"), tagged("evals"), baseline, by="run"),
-                   "runs_cmp_loss")
-        probes = tagged("probes")
-        if probes.empty:
+        key = (tuple(labels), baseline)
+        cached_chart(("runs_cmp_loss",) + key + data_key(loaded, "metrics", "evals"),
+                     "runs_cmp_loss", lambda: charts.loss_chart(
+                         tagged("metrics"), tagged("evals"), baseline, by="run"))
+        probes = functools.cache(lambda: tagged("probes"))
+        if probes().empty:
             st.info("None of these runs has gradient probes to compare.")
         else:
+            key += data_key(loaded, "probes", "summaries")
             st.markdown("**A · Gradient reaching each time step, over training** (‖∂ℓ/∂h_t‖)")
-            show_chart(charts.grad_time_heatmap(probes, "h", by="run"), "runs_cmp_heatA")
+            cached_chart(("runs_cmp_heatA",) + key, "runs_cmp_heatA",
+                         lambda: charts.grad_time_heatmap(probes(), "h", by="run"))
             st.markdown("**B · Gradient by time step and gate** (latest probe of each run)")
-            show_chart(charts.gate_heatmap(probes, by="run"), "runs_cmp_heatB")
-            show_chart(charts.reach_chart(tagged("summaries"), by="run"), "runs_cmp_reach")
+            cached_chart(("runs_cmp_heatB",) + key, "runs_cmp_heatB",
+                         lambda: charts.gate_heatmap(probes(), by="run"))
+            cached_chart(("runs_cmp_reach",) + key, "runs_cmp_reach",
+                         lambda: charts.reach_chart(tagged("summaries"), by="run"))

@@ -15,7 +15,7 @@ TINY = TrainConfig(seq_len=8, hidden_size=6, batch_size=8, steps=6, eval_every=3
 
 @pytest.fixture(autouse=True)
 def empty_cache(monkeypatch):
-    monkeypatch.setattr(live, "_SPECS", type(live._SPECS)())
+    monkeypatch.setattr(live, "_SPECS", live._Lru(live.MAX_SPEC_BYTES, size=lambda hit: hit[1]))
     drawn = []
     monkeypatch.setattr(live.st, "vega_lite_chart", lambda spec, key: drawn.append((key, spec)))
     return drawn
@@ -47,12 +47,13 @@ def test_a_spec_is_built_once_per_key_and_sent_with_arrow_datasets(empty_cache):
 
 
 def test_the_cache_is_bounded_in_bytes(monkeypatch):
-    monkeypatch.setattr(live, "MAX_SPEC_BYTES", 200_000)
+    monkeypatch.setattr(live._SPECS, "max_size", 200_000)
     for i in range(40):
         live.cached_chart(("big", i), "w", lambda: _chart(5000))
-    total = sum(size for _, size in live._SPECS.values())
-    assert total <= 200_000 and len(live._SPECS) >= 1
-    assert ("big", 39) in live._SPECS and ("big", 0) not in live._SPECS
+    specs = live._SPECS._items
+    total = sum(size for _, size in specs.values())
+    assert total <= 200_000 and len(specs) >= 1
+    assert ("big", 39) in specs and ("big", 0) not in specs
 
 
 def test_data_key_changes_exactly_when_a_table_grows():
@@ -87,3 +88,20 @@ def test_both_conversions_send_the_same_data(monkeypatch):
     (a,), (b,) = frames(primary), frames(fallback)
     pd.testing.assert_frame_equal(a[["x", "y"]], b[["x", "y"]], check_dtype=False)
     assert primary["mark"] == fallback["mark"] and primary["encoding"] == fallback["encoding"]
+
+
+def test_the_page_reading_equals_the_probes_own_summary():
+    """The sentence's numbers, read back from the run's tables, are those the probe
+    computed from the tensors (whose gates tests/test_probe.py checks against torch.nn)."""
+    from core.train import ProbeRecord
+
+    cfg = TINY.replace(arch="lstm", steps=7, probe_every=3)
+    data = RunData(cfg, status={"run_id": None})
+    last = None
+    for record in Trainer(cfg).run():
+        data.add(record)
+        if isinstance(record, ProbeRecord):
+            last = record.summary
+    reading = live._read_probe_tables(data)["reading"]
+    for key in ("vanishing_ratio", "gradient_reach", "steps", "cell_ratio", "mean_f", "mean_f_max"):
+        assert reading[key] == pytest.approx(last[key], rel=1e-12), key

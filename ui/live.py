@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - a different Streamlit: the fallback be
 from core import charts
 from core.jobs import TrainingJob
 from core.narrate import describe_gradient, sci
+from core.probe import summarise
 from core.tasks import example
 from core.runs import RunData
 
@@ -34,15 +35,27 @@ REFRESH_S = 1.0
 QUEUED_REFRESH_S = 2.0
 
 
-def show_chart(chart, key: str) -> None:
-    """st.altair_chart without Altair's JSON-schema validation on every redraw.
+class _Lru:
+    """A thread-safe least-recently-used map bounded by the total ``size`` of its values."""
 
-    Validation is most of the cost of a redraw (≈ 0.1 s per chart, on the script
-    thread, once a second while training); the chart module's specs are validated
-    once in tests/test_charts.py instead, and their structure does not depend on data.
-    """
-    _skip_validation(chart)
-    st.altair_chart(chart, key=key)
+    def __init__(self, max_size: int, size=lambda value: 1):
+        self.max_size, self._size = max_size, size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key, make):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+                return value
+        value = make()  # outside the lock: building may take tens of ms
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > 1 and \
+                    sum(map(self._size, self._items.values())) > self.max_size:
+                self._items.popitem(last=False)
+        return value
 
 
 # Vega-Lite specs (data included) by what they were built from. A live page redraws
@@ -53,9 +66,8 @@ def show_chart(chart, key: str) -> None:
 # never reused for other data. Datasets are kept as Arrow bytes (what Streamlit
 # sends anyway, and 10-20x smaller than Altair's rows of dicts), and the cache is
 # bounded in bytes: least recently used goes first.
-_SPECS: OrderedDict[tuple, tuple[dict, int]] = OrderedDict()
-_SPECS_LOCK = threading.Lock()
 MAX_SPEC_BYTES = 64 * 2**20
+_SPECS = _Lru(MAX_SPEC_BYTES, size=lambda hit: hit[1])
 
 
 def _compact_spec(chart) -> tuple[dict, int]:
@@ -81,17 +93,7 @@ def _skip_validation(chart) -> None:
 
 def cached_chart(cache_key: tuple, widget_key: str, build) -> None:
     """Draw the Altair chart ``build()`` returns, built once per ``cache_key``."""
-    with _SPECS_LOCK:
-        hit = _SPECS.get(cache_key)
-        if hit is not None:
-            _SPECS.move_to_end(cache_key)
-    if hit is None:
-        hit = _compact_spec(build())
-        with _SPECS_LOCK:
-            _SPECS[cache_key] = hit
-            while sum(size for _, size in _SPECS.values()) > MAX_SPEC_BYTES and len(_SPECS) > 1:
-                _SPECS.popitem(last=False)
-    spec = hit[0]
+    spec, _ = _SPECS.get_or_make(cache_key, lambda: _compact_spec(build()))
     # Streamlit moves the datasets out of the spec it is given: hand it a copy.
     st.vega_lite_chart(spec=dict(spec), key=widget_key)
 
@@ -214,45 +216,29 @@ def run_charts(data: RunData, key: str) -> None:
                  lambda: charts.reach_chart(tables["summaries"]))
 
 
-_PROBE_TABLES: OrderedDict[tuple, dict] = OrderedDict()
+# The probe tables of the runs being drawn, per version (copying them is the costly part).
+_PROBE_TABLES = _Lru(16)
 
 
 def _probe_tables(data: RunData, probed: tuple) -> dict | None:
-    """The probe tables of ``data`` and what is read from them, once per version
-    (copying the probe tables is the costly part); None when there are no probes."""
-    with _SPECS_LOCK:
-        hit = _PROBE_TABLES.get(probed)
-    if hit is not None:
-        return hit
-    probes, gates = data.table("probes"), data.table("gates")
+    """The probe tables of ``data`` and the reading of its latest probe, once per
+    version; None when there are no probes."""
+    hit = _PROBE_TABLES.get_or_make(probed, lambda: _read_probe_tables(data))
+    return hit or None
+
+
+def _read_probe_tables(data: RunData) -> dict:
+    probes = data.table("probes")
     if probes.empty:
-        return None
-    summaries = data.table("summaries")
+        return {}  # not None: the LRU keeps it, like any other version
+    gates = data.table("gates")
     step = charts.latest_step(probes)
-    reading = summaries.iloc[-1].to_dict() if len(summaries) else {}
-    reading.update(_gate_means(gates, step), steps=int(probes["t"].max()) + 1)
-    reading.update(_cell_ratio(probes, step))
-    hit = {"probes": probes, "gates": gates, "summaries": summaries, "step": step,
-           "reading": reading, "steps": sorted(int(v) for v in probes["step"].unique())}
-    with _SPECS_LOCK:
-        _PROBE_TABLES[probed] = hit
-        while len(_PROBE_TABLES) > 16:
-            _PROBE_TABLES.popitem(last=False)
-    return hit
-
-
-def _gate_means(gates: pd.DataFrame, step: int | None) -> dict:
-    if gates.empty or step is None:
-        return {}
-    g = gates[gates["step"] == step]
-    return {f"mean_{k}": float(v) for k, v in g.groupby("gate")["mean"].mean().items()}
-
-
-def _cell_ratio(probes: pd.DataFrame, step: int | None) -> dict:
-    c = probes[(probes["step"] == step) & (probes["quantity"] == "c")].sort_values("t")
-    if c.empty or not c["grad_norm"].iloc[-1] > 0:
-        return {}
-    return {"cell_ratio": float(c["grad_norm"].iloc[0] / c["grad_norm"].iloc[-1])}
+    # The sentence's numbers come from the probe's own summary (core.probe.summarise)
+    # of the latest probe's rows, as the trainer computed them: one definition of each.
+    reading = summarise(probes[probes["step"] == step], gates[gates["step"] == step])
+    return {"probes": probes, "gates": gates, "summaries": data.table("summaries"),
+            "step": step, "reading": reading,
+            "steps": sorted(int(v) for v in probes["step"].unique())}
 
 
 def live_view(job: TrainingJob | None, datas: list[RunData], key: str, draw) -> None:
