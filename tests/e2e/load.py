@@ -236,6 +236,47 @@ def deprioritize_browser(nice: int, exclude_root: int | None = None) -> int:
     return deprioritize([p for p in descendants(os.getpid(), table) if p not in skip], nice)
 
 
+def confine_browser(cpus: set[int] | None, exclude_root: int | None = None) -> int:
+    """Pin every process below this one (Playwright's driver and Chromium) except the
+    server's tree to ``cpus`` (e.g. {1}); None changes nothing. Returns how many
+    processes were pinned.
+
+    On a deployment the browser runs on the visitor's machine; here it shares the
+    server's two cores. Confined to one of them it can no longer take CPU from the
+    core the training runs on, while the server and the training stay free to use
+    both: what is left is the cost of the server itself. Renderers started later
+    are forked from Chromium's zygote and inherit the mask; call again after new
+    pages to be sure."""
+    if not cpus:
+        return 0
+    table = proc_table()
+    skip = set()
+    if exclude_root is not None:
+        skip = set(descendants(exclude_root, table)) | {exclude_root}
+    pinned = 0
+    for pid in descendants(os.getpid(), table):
+        if pid in skip:
+            continue
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):  # every thread: the mask is per thread
+                os.sched_setaffinity(int(tid), cpus)
+            pinned += 1
+        except OSError:
+            continue
+    return pinned
+
+
+def parse_cpus(text: str | None) -> set[int] | None:
+    """"1" or "0,1" → {1} / {0, 1}; empty → None. Refuses CPUs this machine lacks."""
+    if not text:
+        return None
+    cpus = {int(c) for c in text.split(",") if c.strip()}
+    have = os.sched_getaffinity(0)
+    if not cpus <= have:
+        raise SystemExit(f"--browser-cpus {text}: this machine has CPUs {sorted(have)}")
+    return cpus
+
+
 class TreeSampler:
     """Samples the server's process tree every ``interval`` s on a thread (/proc only)."""
 
@@ -563,15 +604,18 @@ SETTLE_CHARTS_S = 15.0
 
 def run_load(browser, server, n: int, config: dict | None = None, *,
              finish_timeout: float | None = None, max_click_rounds: int = 3,
-             browser_nice: int = 0, log=print) -> tuple[dict, list[Session]]:
+             browser_nice: int = 0, browser_cpus: set[int] | None = None,
+             log=print) -> tuple[dict, list[Session]]:
     """Open ``n`` sessions, press Train in all, click toggles while they train, wait
     until every session has finished. Returns (figures, sessions); the caller closes
     the sessions' contexts (see :func:`close_sessions`)."""
     config = dict(config or LOAD_CONFIG)
     finish_timeout = finish_timeout or 120 + 20 * n
     figures: dict = {"sessions_n": n, "steps": config["steps"], "max_trainings": server.max_trainings,
-                     "load_1m_before": os.getloadavg()[0], "browser_nice": browser_nice}
+                     "load_1m_before": os.getloadavg()[0], "browser_nice": browser_nice,
+                     "browser_cpus": sorted(browser_cpus) if browser_cpus else None}
     deprioritize_browser(browser_nice, exclude_root=server.pid)
+    confine_browser(browser_cpus, exclude_root=server.pid)
     sampler = TreeSampler(server.pid).start()
     sessions: list[Session] = []
     try:
@@ -579,6 +623,7 @@ def run_load(browser, server, n: int, config: dict | None = None, *,
         sessions = open_sessions(browser, server, n, config)
         figures["open_all_s"] = round(time.monotonic() - t0, 1)
         deprioritize_browser(browser_nice, exclude_root=server.pid)  # the new renderers
+        confine_browser(browser_cpus, exclude_root=server.pid)
         log(f"[load] {n} sessions open in {figures['open_all_s']} s; pressing Train in each")
         t_click0 = time.monotonic()
         click_train_all(sessions)
@@ -716,6 +761,7 @@ def format_table(f: dict) -> str:
     rows = [
         ("sessions / steps each / training cap", f"{f['sessions_n']} / {f['steps']} / {f['max_trainings']}"),
         ("Chromium's nice value (same machine as the server)", str(f.get("browser_nice", 0))),
+        ("Chromium pinned to CPUs", str(f.get("browser_cpus") or "no (any CPU)")),
         ("load average (1 min) before → after", f"{f['load_1m_before']:.2f} → {f['load_1m_after']:.2f}"),
         ("open all sessions", f"{f['open_all_s']} s"),
         ("Train pressed → all finished", f"{f['train_all_s']} s"),
@@ -766,6 +812,10 @@ def main(argv=None) -> int:
                     help="seconds to wait for every session to finish (default 900)")
     ap.add_argument("--browser-nice", type=int, default=0,
                     help="run Chromium at this nice value (default 0: as the server)")
+    ap.add_argument("--browser-cpus", default="",
+                    help="pin Chromium to these CPUs, e.g. 1 (default: none): as if the "
+                         "browsers ran on other machines, they cannot take the core a "
+                         "training runs on")
     ap.add_argument("--per-session", action="store_true", help="print every session's figures")
     ap.add_argument("--keep", action="store_true", help="keep the runs/logs directory")
     a = ap.parse_args(argv)
@@ -788,7 +838,8 @@ def main(argv=None) -> int:
             print(f"[load] baseline after warm-up: {baseline}")
             figures, sessions = run_load(browser, server, a.sessions, config,
                                          max_click_rounds=a.click_rounds,
-                                         finish_timeout=a.timeout, browser_nice=a.browser_nice)
+                                         finish_timeout=a.timeout, browser_nice=a.browser_nice,
+                                         browser_cpus=parse_cpus(a.browser_cpus))
             close_sessions(sessions)
             figures["baseline"] = baseline
             figures["after_close"] = after_close(server, a.grace)

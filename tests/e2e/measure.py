@@ -66,13 +66,13 @@ def config_from_args(a) -> dict:
 
 
 def measure_browser(config: dict, observe_s: float, workdir: Path, train_path: str = "train",
-                    browser_nice: int = 0) -> dict:
+                    browser_nice: int = 0, browser_cpus: set[int] | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
     try:
-        from tests.e2e.load import deprioritize_browser
+        from tests.e2e.load import confine_browser, deprioritize_browser
     except ImportError:  # run as a script
-        from load import deprioritize_browser  # type: ignore[no-redef]
+        from load import confine_browser, deprioritize_browser  # type: ignore[no-redef]
 
     out: dict = {}
     with sync_playwright() as pw:
@@ -85,7 +85,9 @@ def measure_browser(config: dict, observe_s: float, workdir: Path, train_path: s
             context = browser.new_context(viewport=h.VIEWPORT)
             page = context.new_page()
             out["browser_nice"] = browser_nice
+            out["browser_cpus"] = sorted(browser_cpus) if browser_cpus else None
             deprioritize_browser(browser_nice, exclude_root=server.pid)
+            confine_browser(browser_cpus, exclude_root=server.pid)
             h.open_page(page, server, train_path, config, ready=h.train_button, timeout=120)
             out["interactive_s"] = server.since_start()
             h.try_wait_idle(page)
@@ -144,15 +146,16 @@ def measure_cli(config: dict, workdir: Path) -> dict:
             "cli_status": res.get("status"), "load_1m_before_cli": load}
 
 
-def measure_paired(config: dict, workdir: Path, repeats: int, browser_nice: int = 0) -> dict:
+def measure_paired(config: dict, workdir: Path, repeats: int, browser_nice: int = 0,
+                   browser_cpus: set[int] | None = None) -> dict:
     """``repeats`` rounds of (a training with the page open, then the CLI's), the server
     kept running but idle during the CLI runs: paired, so a noisy minute hits both."""
     from playwright.sync_api import sync_playwright
 
     try:
-        from tests.e2e.load import deprioritize_browser
+        from tests.e2e.load import confine_browser, deprioritize_browser
     except ImportError:  # run as a script
-        from load import deprioritize_browser  # type: ignore[no-redef]
+        from load import confine_browser, deprioritize_browser  # type: ignore[no-redef]
 
     pairs = []
     with sync_playwright() as pw:
@@ -164,6 +167,7 @@ def measure_paired(config: dict, workdir: Path, repeats: int, browser_nice: int 
                 context = browser.new_context(viewport=h.VIEWPORT)
                 page = context.new_page()
                 deprioritize_browser(browser_nice, exclude_root=server.pid)
+                confine_browser(browser_cpus, exclude_root=server.pid)
                 h.open_page(page, server, "train", config, ready=h.train_button, timeout=120)
                 h.try_wait_idle(page)
                 h.click_button(page, h.train_button(page), "Train")
@@ -181,7 +185,7 @@ def measure_paired(config: dict, workdir: Path, repeats: int, browser_nice: int 
             server.stop()
     ratios = [p / c for p, c in pairs]
     return {"pairs": pairs, "ratios": ratios, "page_vs_cli_median": statistics.median(ratios),
-            "browser_nice": browser_nice}
+            "browser_nice": browser_nice, "browser_cpus": sorted(browser_cpus) if browser_cpus else None}
 
 
 def _fmt(v, unit=""):
@@ -207,22 +211,31 @@ def main(argv=None) -> int:
     p.add_argument("--browser-nice", type=int, default=0,
                    help="run Chromium at this nice value: on a deployment the browser runs on "
                         "the visitor's machine, here it shares the server's cores (default 0)")
+    p.add_argument("--browser-cpus", default="",
+                   help="pin Chromium to these CPUs, e.g. 1 (default: none): as if it ran on "
+                        "the visitor's machine, it cannot take the core the training runs on")
     p.add_argument("--paired", type=int, default=0, metavar="N",
                    help="only the throughput figure: N rounds of (page-open run, CLI run) "
                         "against one server, and the median ratio")
     a = p.parse_args(argv)
     config = config_from_args(a)
+    try:
+        from tests.e2e.load import parse_cpus
+    except ImportError:  # run as a script
+        from load import parse_cpus  # type: ignore[no-redef]
+    cpus = parse_cpus(a.browser_cpus)
     if a.paired:
         with tempfile.TemporaryDirectory(prefix="rnnlab-measure-") as tmp:
-            res = measure_paired(config, Path(tmp), a.paired, a.browser_nice)
+            res = measure_paired(config, Path(tmp), a.paired, a.browser_nice, cpus)
         print(f"page / CLI, {a.paired} paired rounds: "
               f"{', '.join(f'{r:.3f}' for r in res['ratios'])}; median "
-              f"{res['page_vs_cli_median']:.3f} (Chromium nice {a.browser_nice})")
+              f"{res['page_vs_cli_median']:.3f} (Chromium nice {a.browser_nice}, "
+              f"CPUs {a.browser_cpus or 'any'})")
         print(json.dumps({"config": config, **res}))
         return 0
     with tempfile.TemporaryDirectory(prefix="rnnlab-measure-") as tmp:
         workdir = Path(tmp)
-        res = measure_browser(config, a.observe, workdir, a.train_path, a.browser_nice)
+        res = measure_browser(config, a.observe, workdir, a.train_path, a.browser_nice, cpus)
         if not a.no_cli:
             res.update(measure_cli(config, workdir))
     ratio = None
@@ -246,6 +259,7 @@ def main(argv=None) -> int:
         ("page / CLI", _fmt(ratio)),
     ]
     rows.append(("Chromium's nice value (same machine)", str(a.browser_nice)))
+    rows.append(("Chromium pinned to CPUs", a.browser_cpus or "no (any CPU)"))
     rows.append(("1-min load average before page / CLI",
                  f"{_fmt(res.get('load_1m_before_page'))} / {_fmt(res.get('load_1m_before_cli'))}"
                  f"  ({os.cpu_count()} cores)"))
