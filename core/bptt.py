@@ -52,6 +52,7 @@ Public functions:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -76,8 +77,9 @@ REFERENCE = os.environ.get("RNNLAB_REFERENCE_PROBE", "").strip().lower() not in 
 
 #: Architectures whose plain training step is faster here than through torch.nn
 #: (measured by ``python -m bench``, see BENCHMARKS.md): torch.nn's GRU and RNN
-#: run a per-step autograd graph on CPU, while its LSTM has a fused oneDNN kernel.
-#: LSTM variants (no forget gate, CIFG) have no fused kernel at all.
+#: run a per-step autograd graph on CPU. Its LSTM has a fused oneDNN kernel, which
+#: the LSTM pass beats only with its loops in C (core.native); LSTM variants (no
+#: forget gate, CIFG) have no fused kernel at all.
 FASTER_THAN_TORCH = ("rnn_tanh", "rnn_relu", "gru")
 
 
@@ -90,7 +92,15 @@ def use_fast_train(model: SequenceModel) -> bool:
     """Whether unprobed training steps should use :func:`fast_train_step`."""
     if REFERENCE or model.arch not in _PASSES:
         return False
+    if model.arch == "lstm" and _native_lstm(model.recurrent.weight_hh_l0.dtype) is not None:
+        return True
     return model.arch in FASTER_THAN_TORCH or not model.recurrent.uses_fused
+
+
+def _native_lstm(dtype: torch.dtype):
+    """The C loops for an LSTM of this dtype, or None (then the loops run in Python)."""
+    kernels = native.lstm_kernels()
+    return kernels if kernels is not None and kernels.supports(dtype) else None
 
 
 @dataclass
@@ -207,14 +217,18 @@ PHASE_TIMES: dict[str, list[float]] | None = None
 class _Phases:
     """Labels the sections of a pass for torch.profiler (see ``python -m bench.profile``):
     ``phase("forward")`` ends the previous section and starts ``bptt.forward``.
-    A few microseconds per label when no profiler is running."""
+    Nothing at all unless a profiler runs or PHASE_TIMES is set (a record_function
+    costs ~30 µs a label even with no profiler: 0.15 ms a pass, 3 % of a small probe)."""
 
     def __init__(self) -> None:
+        self._on = PHASE_TIMES is not None or torch.autograd._profiler_enabled()
         self._current = None
         self._name = ""
         self._t0 = 0.0
 
     def __call__(self, name: str | None) -> None:
+        if not self._on:
+            return
         if self._current is not None:
             self._current.__exit__(None, None, None)
             self._current = None
@@ -409,9 +423,7 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
     cs = buf("cs", T + 1, B, H)  # cs[t + 1] = c_t, cs[0] = c_{−1} = 0
     cs[0].zero_()
     tanh_c = buf("tanh_c", T, B, H)  # tanh(c_t), reused by the backward pass
-    kernels = native.lstm_kernels()
-    if kernels is not None and not kernels.supports(x.dtype):
-        kernels = None
+    kernels = _native_lstm(x.dtype)
     variant = 1 if no_forget else 2 if coupled else 0
     if kernels is not None:  # the same loop in C (core/native/lstm.c), one call
         kernels.forward(T, B, H, n_in + 1 + H, variant, xh, w_t, pre, act, cs, tanh_c)
@@ -677,6 +689,16 @@ def fast_train_step(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -> t
 _GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 
 
+@functools.lru_cache(maxsize=64)
+def _long_index(steps: int, names: tuple[str, ...]):
+    """The (t, name) columns of a long table, name-major: built once per shape. (Turning
+    the names into pandas' string column is most of a small probe's DataFrame cost;
+    pandas' copy-on-write keeps the shared arrays from being modified.)"""
+    t = np.tile(np.arange(steps), len(names))
+    t.flags.writeable = False
+    return t, pd.array(np.repeat(names, steps), dtype="str")
+
+
 def fast_probe(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -> ProbeResult:
     """Same result as :func:`core.probe.probe`, from the hand-written pass."""
     bp = backprop(model, task, x, y, record=True)
@@ -686,18 +708,13 @@ def fast_probe(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -> ProbeR
     grad_norms = bp.grad_norms()  # grad_norm(t, q) = mean_b ‖∂ℓ_b/∂q_{t,b}‖₂
     norms = torch.stack([grad_norms[q] for q in quantities])
     norms = norms.double().cpu().numpy()  # (quantities, T)
-    t = np.arange(steps)
-    profile = pd.DataFrame({
-        "t": np.tile(t, len(quantities)),
-        "quantity": np.repeat(quantities, steps),
-        "grad_norm": norms.reshape(-1),
-    })
+    t_col, q_col = _long_index(steps, tuple(quantities))
+    profile = pd.DataFrame({"t": t_col, "quantity": q_col, "grad_norm": norms.reshape(-1)}, copy=False)
     gates = list(bp.activations)
     if gates:
         means = torch.stack([bp.activations[q] for q in gates]).double().cpu().numpy()
-        activations = pd.DataFrame({
-            "t": np.tile(t, len(gates)), "gate": np.repeat(gates, steps), "mean": means.reshape(-1),
-        })
+        t_col, g_col = _long_index(steps, tuple(gates))
+        activations = pd.DataFrame({"t": t_col, "gate": g_col, "mean": means.reshape(-1)}, copy=False)
     else:
         means = np.zeros((0, steps))
         activations = pd.DataFrame({"t": [], "gate": [], "mean": []})

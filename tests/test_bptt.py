@@ -229,7 +229,14 @@ def test_trainer_uses_the_fast_path_and_the_escape_hatch(monkeypatch):
 
     calls.update(dict.fromkeys(calls, 0))
     list(Trainer(TrainConfig(**{**TINY, "arch": "lstm", "probe_every": 5})).run())
+    assert calls == {"fast_probe": 4, "probe": 0, "fast_train": 16}  # the C loops (core.native)
+
+    calls.update(dict.fromkeys(calls, 0))
+    real_kernels = bptt.native.lstm_kernels
+    monkeypatch.setattr(bptt.native, "lstm_kernels", lambda: None)  # no compiler, say
+    list(Trainer(TrainConfig(**{**TINY, "arch": "lstm", "probe_every": 5})).run())
     assert calls == {"fast_probe": 4, "probe": 0, "fast_train": 0}  # fused oneDNN for the rest
+    monkeypatch.setattr(bptt.native, "lstm_kernels", real_kernels)
 
     calls.update(dict.fromkeys(calls, 0))
     monkeypatch.setattr(bptt, "REFERENCE", True)
