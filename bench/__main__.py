@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     print(f"torch {result['machine']['torch']}, {result['machine']['torch_threads']} torch thread, "
           f"{result['machine']['cores']} cores ({result['machine']['cpu']}); "
           f"{env.load_line(result['load_start'])}")
+    print(f"LSTM time loops: {result['machine']['lstm_loops']}")
 
     def save():
         result["load_end"] = env.load()

@@ -8,6 +8,8 @@ import time
 
 import torch
 
+from core import native
+
 
 def load() -> dict:
     """The 1/5/15-minute load averages and the time, as ``uptime`` reports them."""
@@ -32,6 +34,7 @@ def describe() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "lstm_loops": native.status(),  # C (core/native) or Python: what the LSTM pass ran on
         "python": platform.python_version(),
     }
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from core import bptt
+from core import bptt, native
 from core.config import TrainConfig
 from core.models import SequenceModel, build_model
 from core.probe import probe
@@ -96,9 +96,11 @@ def make_model(config: TrainConfig, task: Task) -> SequenceModel:
 
 
 def warm_up() -> None:
-    """Pay torch's one-off lazy imports (the optimizer's first construction pulls in
-    torch._dynamo and sympy: seconds on a busy machine) before the first training."""
+    """Pay the one-off costs before the first training: torch's lazy imports (the
+    optimizer's first construction pulls in torch._dynamo and sympy: seconds on a busy
+    machine) and building or loading the LSTM's C loops (core.native, ~0.7 s once)."""
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    native.lstm_kernels()
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:

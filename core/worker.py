@@ -185,8 +185,8 @@ class Worker:
 class WorkerPool:
     """Keeps ``spares`` child processes started and idle, so a job starts at once."""
 
-    def __init__(self, spares: int = 1):
-        self.spares = spares
+    def __init__(self, spares: int = 1, refill_delay_s: float = 3.0):
+        self.spares, self.refill_delay_s = spares, refill_delay_s
         self._lock = threading.Lock()
         self._idle: list[Worker] = []
         self._starting = 0
@@ -200,7 +200,12 @@ class WorkerPool:
                     break
             else:
                 w = None
-        threading.Thread(target=self._refill, daemon=True).start()
+        # Start the next spare a little later: its start-up (importing torch, ~1-2 s of
+        # CPU) would otherwise compete, on a 2-core server, with the training just
+        # started and with the page drawing its first chart.
+        timer = threading.Timer(self.refill_delay_s, self._refill)
+        timer.daemon = True
+        timer.start()
         return w or Worker()
 
     def _refill(self) -> None:
