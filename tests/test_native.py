@@ -161,3 +161,13 @@ def test_built_once_then_reused(tmp_path, monkeypatch):
     again = native.lstm_kernels()
     assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
     assert len(list(tmp_path.glob("*.so"))) == 1
+
+
+def test_a_cache_directory_others_can_write_is_not_used(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # like a directory someone else prepared in /tmp
+    monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(shared))
+    kernels = native.lstm_kernels()
+    assert kernels is None or shared not in kernels.path.parents
+    assert not list(shared.glob("*.so"))

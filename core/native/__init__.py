@@ -8,7 +8,7 @@ each direction's loop in one call: a BLAS matmul per step (torch's own MKL
 step's units. See BENCHMARKS.md for what it saves.
 
 No build step: the first call compiles ``lstm.c`` with the system's C compiler
-(``cc``, ``gcc`` or ``clang``; ~0.5 s) into a cache directory
+(``cc``, ``gcc`` or ``clang``; ~0.7 s) into a cache directory
 (``$RNNLAB_NATIVE_CACHE``, else ``$XDG_CACHE_HOME/rnnlab`` or ``~/.cache/rnnlab``,
 else a temporary directory), keyed by a hash of the source, the flags and the CPU,
 so processes share one build and a changed source rebuilds. ``-march=native``: the
@@ -156,7 +156,12 @@ def _cache_dir() -> Path:
             continue
         path = Path(candidate)
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # A library loaded from here runs as this process: the directory must be ours
+            # and writable by no one else (a shared /tmp could hold someone else's).
+            st = path.stat()
+            if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+                continue
             probe = path / f".w{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
