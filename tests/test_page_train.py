@@ -112,3 +112,26 @@ def test_heatmap_b_follows_the_latest_probe_until_the_user_scrubs_back(runs_dir)
     assert slider.value == 50 and slider.options[0] == "0"
     slider.set_value(10).run()
     assert not at.exception and at.select_slider(key="train_probe_step").value == 10
+
+
+def test_click_trace_notes_the_log_toggle_only_when_switched_on(runs_dir, tmp_path, monkeypatch):
+    """ui/trace.py (the load test's server-side click timing): off by default; with
+    RNNLAB_TRACE_CLICKS set, a change of "Log-scale loss" appends one JSON line."""
+    import json
+
+    trace_file = tmp_path / "clicks.jsonl"
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update(TINY)
+    at.run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    _wait_finished(at)
+    at.toggle(key="train_log").set_value(True).run()
+    assert not trace_file.exists()  # off: nothing written
+
+    monkeypatch.setenv("RNNLAB_TRACE_CLICKS", str(trace_file))
+    at.run()  # first traced run: remembers the value, notes nothing
+    at.toggle(key="train_log").set_value(False).run()
+    assert not at.exception
+    lines = [json.loads(x) for x in trace_file.read_text().splitlines()]
+    assert [x["what"] for x in lines] == ["log toggle"]
+    assert lines[0]["answered"] > 0

@@ -28,6 +28,7 @@ from core.narrate import describe_gradient, sci
 from core.probe import summarise
 from core.tasks import example
 from core.runs import RunData
+from ui import trace
 
 REFRESH_S = 1.0
 # A queued page refreshes less often: twenty queued pages redrawing every second
@@ -182,6 +183,10 @@ def run_charts(data: RunData, key: str) -> None:
                  f"{key}_loss", lambda: charts.loss_chart(
                      data.table("metrics"), data.table("evals"), s.get("baseline_loss"),
                      log_scale=log))
+    if trace.enabled():  # the load test: the server's part of answering a click
+        if st.session_state.get(f"{key}_log_traced", log) != log:
+            trace.answered("log toggle")
+        st.session_state[f"{key}_log_traced"] = log
     probed = data_key([data], "probes", "gates", "summaries")
     tables = _probe_tables(data, probed) if data.versions()["probes"] else None
     if tables is None:

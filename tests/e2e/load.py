@@ -546,7 +546,10 @@ def click_train_all(sessions: list[Session]) -> None:
     ``run=<id>`` in the URL, is picked up later by :meth:`Session.poll`)."""
     for s in sessions:
         s.t_click = time.time()
-        h.train_button(s.page).first.click()
+        # Not waiting for the navigation the click starts (run=<id> in the URL): with
+        # twenty pages drawing on two cores, that wait alone can exceed Playwright's
+        # timeout although the server has answered.
+        h.train_button(s.page).first.click(no_wait_after=True)
 
 
 def log_toggle(s: Session):
@@ -582,6 +585,20 @@ def click_log_toggle(s: Session, timeout: float = 20.0) -> float | None:
     s.log_on = want
     s.clicks.append(dt)
     return dt
+
+
+def server_click_times(path: Path) -> dict:
+    """The server's own part of each click (ui/trace.py): request received → answer
+    built, from the server's trace file; the browsers' work is not in it."""
+    times = []
+    try:
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("received"):
+                times.append(rec["answered"] - rec["received"])
+    except (OSError, ValueError):
+        pass
+    return _spread(times)
 
 
 def all_done(sessions: list[Session]) -> bool:
@@ -752,7 +769,7 @@ def _count(items) -> dict:
 
 def format_table(f: dict) -> str:
     def spread(key, unit="s"):
-        s = f[key]
+        s = f.get(key) or {"n": 0}
         if not s["n"]:
             return "—"
         return f"{s['min']:.2f} / {s['median']:.2f} / {s['max']:.2f} {unit} (n={s['n']})"
@@ -775,6 +792,7 @@ def format_table(f: dict) -> str:
         ("sessions finished / with ≥ 4 charts", f"{f['sessions_finished']} / {f['sessions_live_charts']}"),
         ("click answered, chart redrawn (min / median / max)", spread("click_s")),
         ("click answered, message arrived (min/median/max)", spread("click_server_s")),
+        ("click in the server: received → answered (min/med/max)", spread("click_in_server_s")),
         ("clicks / unanswered", f"{f['clicks']} / {f['click_failures']}"),
         ("app errors / JS errors / disconnects", f"{f['app_errors']} / {f['page_errors']} / {f['disconnects']}"),
         ("peak RSS server alone (VmHWM)", f"{f['peak_server_rss_mb']:.0f} MB"),
@@ -828,7 +846,8 @@ def main(argv=None) -> int:
     with sync_playwright() as pw:
         browser = h.launch_browser(pw)
         server = h.AppServer(workdir / "runs", workdir / "logs", max_trainings=a.max_trainings,
-                             env={"RNNLAB_RELEASE_GRACE_S": a.grace})
+                             env={"RNNLAB_RELEASE_GRACE_S": a.grace,
+                                  "RNNLAB_TRACE_CLICKS": str(workdir / "clicks.jsonl")})
         try:
             server.start(timeout=120)
             print(f"[load] streamlit pid {server.pid} on {server.url} (health {server.health_s:.1f} s), "
@@ -841,6 +860,7 @@ def main(argv=None) -> int:
                                          finish_timeout=a.timeout, browser_nice=a.browser_nice,
                                          browser_cpus=parse_cpus(a.browser_cpus))
             close_sessions(sessions)
+            figures["click_in_server_s"] = server_click_times(workdir / "clicks.jsonl")
             figures["baseline"] = baseline
             figures["after_close"] = after_close(server, a.grace)
             figures["server_alive"] = server.proc.poll() is None

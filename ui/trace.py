@@ -1,0 +1,63 @@
+"""How long the *server* takes to answer a click, for the load test (off by default).
+
+A browser test times a click from the browser: that includes the browser's own
+work (dispatching the click, drawing the answer), and in the load test twenty
+headless browsers share the server's two cores. To tell the server's part, set
+``RNNLAB_TRACE_CLICKS=<file>``: the server then notes when each rerun request
+reaches it (Streamlit's ``AppSession.handle_backmsg``, wrapped once), and a page
+that has just redrawn in answer to a traced widget change appends one JSON line:
+``{"session", "what", "received", "answered"}`` (``time.time()`` of both; the
+difference is queueing, the script run and building the answer, not the network
+or the browser).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+_received: dict[str, float] = {}
+_lock = threading.Lock()
+_installed = False
+
+
+def enabled() -> str | None:
+    return os.environ.get("RNNLAB_TRACE_CLICKS") or None
+
+
+def install() -> None:
+    """Wrap AppSession.handle_backmsg to note each rerun request's arrival (once)."""
+    global _installed
+    if _installed or not enabled():
+        return
+    from streamlit.runtime.app_session import AppSession
+
+    original = AppSession.handle_backmsg
+
+    def handle_backmsg(self, msg):
+        if msg.WhichOneof("type") == "rerun_script":
+            with _lock:
+                _received[self.id] = time.time()
+        return original(self, msg)
+
+    AppSession.handle_backmsg = handle_backmsg
+    _installed = True
+
+
+def answered(what: str) -> None:
+    """Note that this session's page has built its answer to ``what``."""
+    path = enabled()
+    if not path:
+        return
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    sid = ctx.session_id if ctx else "?"
+    with _lock:
+        received = _received.get(sid)
+        line = json.dumps({"session": sid, "what": what, "received": received,
+                           "answered": time.time()})
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
