@@ -4,7 +4,8 @@ A browser test times a click from the browser: that includes the browser's own
 work (dispatching the click, drawing the answer), and in the load test twenty
 headless browsers share the server's two cores. To tell the server's part, set
 ``RNNLAB_TRACE_CLICKS=<file>``: the server then notes when each rerun request
-reaches it (Streamlit's ``AppSession.handle_backmsg``, wrapped once), and a page
+carrying a changed "Log-scale loss" toggle reaches it (Streamlit's
+``AppSession.handle_backmsg``, wrapped once), and a page
 that has just redrawn in answer to a traced widget change appends one JSON line:
 ``{"session", "what", "received", "answered"}`` (``time.time()`` of both; the
 difference is queueing, the script run and building the answer, not the network
@@ -18,7 +19,10 @@ import os
 import threading
 import time
 
+#: Widget keys whose changes are traced: the pages' "Log-scale loss" toggles.
+TRACED_SUFFIX = "_log"
 _received: dict[str, float] = {}
+_values: dict[tuple[str, str], bool] = {}
 _lock = threading.Lock()
 _installed = False
 
@@ -38,12 +42,25 @@ def install() -> None:
 
     def handle_backmsg(self, msg):
         if msg.WhichOneof("type") == "rerun_script":
-            with _lock:
-                _received[self.id] = time.time()
+            _note_changes(self.id, msg.rerun_script.widget_states.widgets, time.time())
         return original(self, msg)
 
     AppSession.handle_backmsg = handle_backmsg
     _installed = True
+
+
+def _note_changes(session: str, widgets, now: float) -> None:
+    """Note when a request first carries a new value of a traced toggle. (Not simply
+    the latest request: pages also ask for a rerun every second, and one of those
+    arriving between the click and its answer would shorten the figure.)"""
+    with _lock:
+        for w in widgets:
+            if not w.id.endswith(TRACED_SUFFIX) or w.WhichOneof("value") != "bool_value":
+                continue
+            key = (session, w.id)
+            if _values.get(key) != w.bool_value:
+                _values[key] = w.bool_value
+                _received[session] = now
 
 
 def answered(what: str) -> None:
