@@ -160,6 +160,14 @@ def loss_chart(metrics: pd.DataFrame, evals: pd.DataFrame, baseline: float | Non
 
     ``by="run"`` colours by run; train lines are dashed, held-out lines solid.
     """
+    return loss_layers(loss_frames(metrics, evals, baseline, log_scale, by), log_scale, by)
+
+
+def loss_frames(metrics: pd.DataFrame, evals: pd.DataFrame, baseline: float | None,
+                log_scale: bool = False, by: str | None = None) -> dict[str, pd.DataFrame]:
+    """What :func:`loss_chart` draws, as data: ``lines`` (step, loss, series[, by]) and
+    ``base`` (the baseline). A live page rebuilds only these each second and reuses the
+    chart's spec (ui/live.py), since Altair's construction is most of a redraw's cost."""
     parts = []
     for src, label in ((metrics, SERIES[0]), (evals, SERIES[1])):
         d = _finite(_frame(src, ["step", "loss"], [], by), ["step", "loss"])
@@ -177,6 +185,13 @@ def loss_chart(metrics: pd.DataFrame, evals: pd.DataFrame, baseline: float | Non
     if log_scale:
         lines["loss"] = clamp_log(lines["loss"], LOSS_FLOOR)
         base["baseline"] = clamp_log(base["baseline"], LOSS_FLOOR)
+    return {"lines": lines, "base": base}
+
+
+def loss_layers(frames: dict[str, pd.DataFrame], log_scale: bool = False,
+                by: str | None = None) -> alt.LayerChart:
+    """The loss chart from :func:`loss_frames`."""
+    lines, base = frames["lines"], frames["base"]
     y_title = "loss (log)" if log_scale else "loss"
     y_scale = alt.Scale(type="log") if log_scale else alt.Scale(type="linear")
 
@@ -409,6 +424,7 @@ def chart_to_svg(chart) -> str:
 
 __all__ = [
     "activation_heatmap", "chart_to_png", "chart_to_svg", "clamp_log", "downsample_steps",
-    "gate_heatmap", "grad_time_heatmap", "latest_step", "loss_chart", "reach_chart",
+    "gate_heatmap", "grad_time_heatmap", "latest_step", "loss_chart", "loss_frames",
+    "loss_layers", "reach_chart",
     "success_chart", "sweep_metric_chart",
 ]

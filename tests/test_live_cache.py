@@ -105,3 +105,53 @@ def test_the_page_reading_equals_the_probes_own_summary():
     reading = live._read_probe_tables(data)["reading"]
     for key in ("vanishing_ratio", "gradient_reach", "steps", "cell_ratio", "mean_f", "mean_f_max"):
         assert reading[key] == pytest.approx(last[key], rel=1e-12), key
+
+
+def _metrics(n, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"step": range(n), "loss": rng.random(n) + 0.1})
+
+
+def _evals(n):
+    return pd.DataFrame({"step": range(0, 10 * n, 10), "loss": [0.5 / (1 + i) for i in range(n)]})
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_a_templated_loss_chart_equals_one_built_from_scratch(log, monkeypatch, empty_cache):
+    """The loss chart is built with Altair once per structure and refilled with each
+    version's data: the refilled spec must be exactly the spec Altair would give."""
+    from core import charts
+
+    monkeypatch.setattr(live, "_TEMPLATES", live._Lru(64))
+    builds = []
+
+    def build(frames):
+        builds.append(1)
+        return charts.loss_layers(frames, log_scale=log)
+
+    versions = [(_metrics(0), _evals(0), None), (_metrics(5), _evals(1), 0.3),
+                (_metrics(700, 1), _evals(7), 0.167), (_metrics(701, 2), _evals(7), 0.167)]
+    for i, (m, e, base) in enumerate(versions):
+        frames = lambda m=m, e=e, base=base: charts.loss_frames(m, e, base, log_scale=log)
+        live.templated_chart(("loss", i), "w", ("loss", log), frames, build)
+        sent = empty_cache[-1][1]
+        expected, _ = live._compact_spec(charts.loss_chart(m, e, base, log_scale=log))
+        assert sent == expected, f"version {i}"
+    assert len(builds) == 1  # one Altair build; every later version only refilled
+
+
+def test_a_chart_whose_data_cannot_be_traced_is_always_built(monkeypatch, empty_cache):
+    monkeypatch.setattr(live, "_TEMPLATES", live._Lru(64))
+    builds = []
+
+    def build(frames):  # draws a frame it was not given: no template possible
+        builds.append(1)
+        return alt.Chart(frames["d"].assign(y=1)).mark_point().encode(x="x:Q", y="y:Q")
+
+    for i in range(3):
+        live.templated_chart(("k", i), "w", ("s",), lambda i=i: {"d": pd.DataFrame({"x": [i]})},
+                             build)
+    assert len(builds) == 4  # one attempt at a template, then a build per version
+    assert all(spec["datasets"] for _, spec in empty_cache)

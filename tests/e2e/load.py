@@ -598,7 +598,9 @@ def server_click_times(path: Path) -> dict:
                 times.append(rec["answered"] - rec["received"])
     except (OSError, ValueError):
         pass
-    return _spread(times)
+    out = _spread(times)
+    out["over_limit"] = sum(1 for t in times if t > CLICK_LIMIT_S)
+    return out
 
 
 def all_done(sessions: list[Session]) -> bool:
@@ -792,7 +794,8 @@ def format_table(f: dict) -> str:
         ("sessions finished / with ≥ 4 charts", f"{f['sessions_finished']} / {f['sessions_live_charts']}"),
         ("click answered, chart redrawn (min / median / max)", spread("click_s")),
         ("click answered, message arrived (min/median/max)", spread("click_server_s")),
-        ("click in the server: received → answered (min/med/max)", spread("click_in_server_s")),
+        ("click in the server: received → answered (min/med/max)", spread("click_in_server_s")
+         + f", {(f.get('click_in_server_s') or {}).get('over_limit', 0)} over {CLICK_LIMIT_S} s"),
         ("clicks / unanswered", f"{f['clicks']} / {f['click_failures']}"),
         ("app errors / JS errors / disconnects", f"{f['app_errors']} / {f['page_errors']} / {f['disconnects']}"),
         ("peak RSS server alone (VmHWM)", f"{f['peak_server_rss_mb']:.0f} MB"),
