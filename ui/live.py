@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
 
 import pandas as pd
@@ -239,6 +240,7 @@ def run_charts(data: RunData, key: str) -> None:
     s = data.status_copy()
     arch = data.config.arch
     log = st.toggle("Log-scale loss", key=f"{key}_log")
+    t_log = time.time()
     templated_chart(("loss", log, s.get("baseline_loss")) + data_key([data], "metrics", "evals"),
                     f"{key}_loss", ("loss", log),
                     lambda: charts.loss_frames(data.table("metrics"), data.table("evals"),
@@ -246,7 +248,7 @@ def run_charts(data: RunData, key: str) -> None:
                     lambda frames: charts.loss_layers(frames, log_scale=log))
     if trace.enabled():  # the load test: the server's part of answering a click
         if st.session_state.get(f"{key}_log_traced", log) != log:
-            trace.answered("log toggle")
+            trace.answered("log toggle", started=t_log)
         st.session_state[f"{key}_log_traced"] = log
     probed = data_key([data], "probes", "gates", "summaries")
     tables = _probe_tables(data, probed) if data.versions()["probes"] else None

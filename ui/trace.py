@@ -63,8 +63,9 @@ def _note_changes(session: str, widgets, now: float) -> None:
                 _received[session] = now
 
 
-def answered(what: str) -> None:
-    """Note that this session's page has built its answer to ``what``."""
+def answered(what: str, started: float | None = None) -> None:
+    """Note that this session's page has built its answer to ``what`` (``started``: when
+    the script run that built it reached the traced widget, to tell queueing from work)."""
     path = enabled()
     if not path:
         return
@@ -75,6 +76,6 @@ def answered(what: str) -> None:
     with _lock:
         received = _received.get(sid)
         line = json.dumps({"session": sid, "what": what, "received": received,
-                           "answered": time.time()})
+                           "started": started, "answered": time.time()})
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")

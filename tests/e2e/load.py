@@ -590,16 +590,20 @@ def click_log_toggle(s: Session, timeout: float = 20.0) -> float | None:
 def server_click_times(path: Path) -> dict:
     """The server's own part of each click (ui/trace.py): request received → answer
     built, from the server's trace file; the browsers' work is not in it."""
-    times = []
+    times, slow = [], []
     try:
         for line in path.read_text().splitlines():
             rec = json.loads(line)
             if rec.get("received"):
                 times.append(rec["answered"] - rec["received"])
+                if rec.get("started"):
+                    slow.append((round(rec["answered"] - rec["received"], 2),
+                                 round(rec["started"] - rec["received"], 2)))
     except (OSError, ValueError):
         pass
     out = _spread(times)
     out["over_limit"] = sum(1 for t in times if t > CLICK_LIMIT_S)
+    out["slowest"] = sorted(slow, reverse=True)[:5]  # (total, waiting to start) of the slowest
     return out
 
 
