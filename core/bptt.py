@@ -424,7 +424,7 @@ def _lstm_pass(model: SequenceModel, task: Task, x: Tensor, y: Tensor, record: b
     cs[0].zero_()
     tanh_c = buf("tanh_c", T, B, H)  # tanh(c_t), reused by the backward pass
     kernels = _native_lstm(x.dtype)
-    variant = 1 if no_forget else 2 if coupled else 0
+    variant = native.variant(no_forget, coupled)
     if kernels is not None:  # the same loop in C (core/native/lstm.c), one call
         kernels.forward(T, B, H, n_in + 1 + H, variant, xh, w_t, pre, act, cs, tanh_c)
     else:

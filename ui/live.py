@@ -240,7 +240,7 @@ def run_charts(data: RunData, key: str) -> None:
     s = data.status_copy()
     arch = data.config.arch
     log = st.toggle("Log-scale loss", key=f"{key}_log")
-    t_log = time.time()
+    t_log = time.time() if trace.enabled() else None  # when the script reached the toggle
     templated_chart(("loss", log, s.get("baseline_loss")) + data_key([data], "metrics", "evals"),
                     f"{key}_loss", ("loss", log),
                     lambda: charts.loss_frames(data.table("metrics"), data.table("evals"),

@@ -42,6 +42,15 @@ SOURCE = Path(__file__).with_name("lstm.c")
 HEADERS = [Path(__file__).with_name("lstm_loops.h")]  # included by lstm.c: part of the cache key
 CFLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c99", "-fno-math-errno"]
 
+#: The LSTM variants the C loops know (``enum`` in lstm.c): f ≡ 1, and CIFG's i = 1 − f.
+PLAIN, NO_FORGET, COUPLED = 0, 1, 2
+
+
+def variant(no_forget_gate: bool, coupled_gates: bool) -> int:
+    """The C loops' code for an LSTM layer's variant."""
+    return NO_FORGET if no_forget_gate else COUPLED if coupled_gates else PLAIN
+
+
 _lock = threading.Lock()
 _state: dict = {"loaded": False, "lib": None, "status": "not loaded yet"}
 

@@ -41,7 +41,7 @@ typedef void (*dgemm_fn)(const char *, const char *, const int *, const int *, c
                          const double *, const double *, const int *, const double *,
                          const int *, const double *, double *, const int *);
 
-enum { PLAIN = 0, NO_FORGET = 1, COUPLED = 2 };
+enum { PLAIN = 0, NO_FORGET = 1, COUPLED = 2 };  /* as core/native/__init__.py: PLAIN, NO_FORGET, COUPLED */
 
 /* ------------------------------------------------------------ float32 exp, sigma, tanh */
 

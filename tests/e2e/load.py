@@ -229,11 +229,17 @@ def deprioritize_browser(nice: int, exclude_root: int | None = None) -> int:
     Renderers started later are forked from Chromium's zygote and inherit it."""
     if nice <= 0:
         return 0
+    return deprioritize(browser_pids(exclude_root), nice)
+
+
+def browser_pids(exclude_root: int | None = None) -> list[int]:
+    """Every process below this one (Playwright's driver and Chromium) except the
+    server's tree rooted at ``exclude_root``."""
     table = proc_table()
     skip = set()
     if exclude_root is not None:
         skip = set(descendants(exclude_root, table)) | {exclude_root}
-    return deprioritize([p for p in descendants(os.getpid(), table) if p not in skip], nice)
+    return [p for p in descendants(os.getpid(), table) if p not in skip]
 
 
 def confine_browser(cpus: set[int] | None, exclude_root: int | None = None) -> int:
@@ -249,14 +255,8 @@ def confine_browser(cpus: set[int] | None, exclude_root: int | None = None) -> i
     pages to be sure."""
     if not cpus:
         return 0
-    table = proc_table()
-    skip = set()
-    if exclude_root is not None:
-        skip = set(descendants(exclude_root, table)) | {exclude_root}
     pinned = 0
-    for pid in descendants(os.getpid(), table):
-        if pid in skip:
-            continue
+    for pid in browser_pids(exclude_root):
         try:
             for tid in os.listdir(f"/proc/{pid}/task"):  # every thread: the mask is per thread
                 os.sched_setaffinity(int(tid), cpus)
