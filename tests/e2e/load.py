@@ -909,9 +909,15 @@ def check(f: dict, threads_slack: int = 8, rss_slack_mb: float = 300.0) -> list[
         p.append("no session showed the queue")
     if f["app_errors"]:
         p.append(f"{f['app_errors']} error boxes on the pages")
-    if f["click_failures"] or (f["click_s"]["max"] or 0) > CLICK_LIMIT_S:
-        p.append(f"clicks: max {f['click_s']['max']} s, {f['click_failures']} unanswered "
-                 f"(limit {CLICK_LIMIT_S} s)")
+    if not f["clicks"]:
+        p.append("no click could be made (no page drew its run in time)")
+    elif f["click_failures"] or (f["click_s"]["max"] or 0) > CLICK_LIMIT_S:
+        p.append(f"clicks in the browser: max {f['click_s']['max']} s, {f['click_failures']} "
+                 f"unanswered (limit {CLICK_LIMIT_S} s)")
+    srv = f.get("click_in_server_s") or {}
+    if srv.get("over_limit"):
+        p.append(f"clicks in the server: {srv['over_limit']} of {srv['n']} over {CLICK_LIMIT_S} s "
+                 f"(max {srv['max']} s)")
     if f["peak_server_rss_mb"] >= RSS_LIMIT_MB:
         p.append(f"peak RSS of the server {f['peak_server_rss_mb']:.0f} MB ≥ {RSS_LIMIT_MB:.0f} MB")
     if f["peak_tree_pss_mb"] >= RSS_LIMIT_MB:
