@@ -10,7 +10,7 @@ from core.narrate import sci
 from core.presets import COMPARE_MODELS, DEFAULT_COMPARE
 from core.runs import RunData
 from ui.config_form import config_sidebar
-from ui.live import cached_chart, data_key, live_view, loss_scale_toggle
+from ui.live import cached_chart, data_key, live_view
 from ui.state import attached_runs, start_stop_buttons
 from ui.bootstrap import ensure_app
 
@@ -69,7 +69,7 @@ def summary_table(ds: list[RunData]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def draw(ds: list[RunData], log: bool = False) -> None:
+def draw(ds: list[RunData]) -> None:
     statuses = {d.status_copy().get("status") for d in ds}
     step = min(d.status_copy().get("step", 0) for d in ds)
     steps = ds[0].config.steps
@@ -78,6 +78,7 @@ def draw(ds: list[RunData], log: bool = False) -> None:
     st.caption(f"Step {step} / {steps}")
     st.dataframe(summary_table(ds), hide_index=True)
     baseline = ds[0].status_copy().get("baseline_loss")
+    log = st.toggle("Log-scale loss", key="compare_log")
     # Charts are rebuilt only when the tables they draw have grown (see cached_chart).
     cached_chart(("cmp_loss", log, baseline) + data_key(ds, "metrics", "evals"), "compare_loss",
                  lambda: charts.loss_chart(_stack(ds, "metrics"), _stack(ds, "evals"), baseline,
@@ -104,8 +105,6 @@ def draw(ds: list[RunData], log: bool = False) -> None:
 
 
 if datas:
-    log = loss_scale_toggle("compare")
-    live_view(job if job is not None and job.alive else None, datas, "compare",
-              lambda ds: draw(ds, log))
+    live_view(job if job is not None and job.alive else None, datas, "compare", draw)
 else:
     st.info("Pick models and press **Train together**.")

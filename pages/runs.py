@@ -10,8 +10,7 @@ from core import charts
 from core.archive import MAX_UPLOAD_BYTES, ArchiveError, chart_files, export_run, import_run
 from core.jobs import GLOBAL_REGISTRY
 from core.runs import RunError
-from ui.live import (cached_chart, data_key, live_view, loss_scale_toggle, run_charts,
-                     status_header)
+from ui.live import cached_chart, data_key, live_view, run_charts, status_header
 from ui.state import load_run, max_stored_runs, run_store
 from ui.bootstrap import ensure_app
 
@@ -156,11 +155,9 @@ if run_id:
             st.warning("This run is incomplete or damaged; showing what could be read:\n\n"
                        + "\n".join(f"- {p}" for p in problems))
 
-        log = loss_scale_toggle("runs")
-
         def draw(ds):
             status_header(ds[0], job)
-            run_charts(ds[0], key="runs", log=log)
+            run_charts(ds[0], key="runs")
 
         live_view(job, [data], "runs", draw)
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui.config_form import config_sidebar
-from ui.live import live_view, loss_scale_toggle, run_charts, status_header, task_example
+from ui.live import live_view, run_charts, status_header, task_example
 from ui.state import attached_runs, start_stop_buttons
 from ui.bootstrap import ensure_app
 
@@ -30,10 +30,8 @@ if problem:
 if not datas:
     st.info("No run yet: press **Train**.")
 else:
-    log = loss_scale_toggle("train")
-
     def draw(ds):
         status_header(ds[0], job)
-        run_charts(ds[0], key="train", log=log)
+        run_charts(ds[0], key="train")
 
     live_view(job if job is not None and job.alive else None, datas, "train", draw)

@@ -135,31 +135,3 @@ def test_click_trace_notes_the_log_toggle_only_when_switched_on(runs_dir, tmp_pa
     lines = [json.loads(x) for x in trace_file.read_text().splitlines()]
     assert [x["what"] for x in lines] == ["log toggle"]
     assert lines[0]["answered"] > 0
-
-
-def test_log_toggle_is_drawn_outside_the_live_view(runs_dir):
-    """"Log-scale loss" sits outside the live view's fragment (which draws the status and
-    charts): Streamlit lets a change of a widget outside every fragment interrupt the
-    session's current run at once, while a change inside a fragment waits for that run
-    to end, which took seconds while twenty pages started training together (issue 6)."""
-    at = AppTest.from_file(page_path("train"), default_timeout=60)
-    at.query_params.update(TINY)
-    at.run()
-    next(b for b in at.button if b.label == "Train").click().run()
-    _wait_finished(at)
-    top = list(at.main.children.values())  # elements drawn by the page itself, not in a block
-    assert any(getattr(e, "key", None) == "train_log" for e in top)
-    assert any("Status: finished" in m.value for m in at.markdown)
-    assert not any("Status:" in str(getattr(e, "value", "")) for e in top)  # in the fragment
-    at.toggle(key="train_log").set_value(True).run()
-    assert not at.exception and at.toggle(key="train_log").value is True
-
-
-def test_server_config_runs_one_script_at_a_time_per_session():
-    """runner.fastReruns off: an interrupting rerun stops the session's current run at its
-    next element instead of starting a second script thread beside it (both would touch
-    the session's fragments and jobs; see .streamlit/config.toml)."""
-    import tomllib
-
-    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert cfg["runner"]["fastReruns"] is False

@@ -232,33 +232,15 @@ def _probe_step_picker(steps: list[int], key: str) -> int | None:
                             help="Scrub back through earlier probes")
 
 
-def loss_scale_toggle(key: str) -> bool:
-    """The "Log-scale loss" toggle of a page's live view; call it *outside* the view's
-    fragment (before ``live_view``) and pass its value to the drawing.
-
-    Why outside: Streamlit does not interrupt a script run for a change of a widget
-    drawn inside a fragment; the fragment's rerun waits until the session's current run
-    ends. While twenty pages start training at once, each run takes seconds of wall
-    time (they share the GIL), and a click on the toggle waited 2-4 s in the server for
-    the run before it. A widget outside every fragment asks for a whole-page rerun,
-    which Streamlit starts at the current run's next element: the click is answered at
-    once, for one page rerun's work (≈ 30 ms on an idle server).
-    """
-    log = st.toggle("Log-scale loss", key=f"{key}_log",
-                    help="Loss on a logarithmic axis: shows progress once it is small")
-    if trace.enabled():  # when the script reached the toggle (queueing vs work)
-        st.session_state[f"{key}_log_reached"] = time.time()
-    return log
-
-
-def run_charts(data: RunData, key: str, log: bool = False) -> None:
-    """Loss curve (log scale if ``log``: see :func:`loss_scale_toggle`) and the three
-    heatmaps of one run, with the sentence that reads them.
+def run_charts(data: RunData, key: str) -> None:
+    """Loss curve and the three heatmaps of one run, with the sentence that reads them.
 
     Tables are copied out of ``data`` only when a chart built from them has changed.
     """
     s = data.status_copy()
     arch = data.config.arch
+    log = st.toggle("Log-scale loss", key=f"{key}_log")
+    t_log = time.time() if trace.enabled() else None  # when the script reached the toggle
     templated_chart(("loss", log, s.get("baseline_loss")) + data_key([data], "metrics", "evals"),
                     f"{key}_loss", ("loss", log),
                     lambda: charts.loss_frames(data.table("metrics"), data.table("evals"),
@@ -266,7 +248,7 @@ def run_charts(data: RunData, key: str, log: bool = False) -> None:
                     lambda frames: charts.loss_layers(frames, log_scale=log))
     if trace.enabled():  # the load test: the server's part of answering a click
         if st.session_state.get(f"{key}_log_traced", log) != log:
-            trace.answered("log toggle", started=st.session_state.get(f"{key}_log_reached"))
+            trace.answered("log toggle", started=t_log)
         st.session_state[f"{key}_log_traced"] = log
     probed = data_key([data], "probes", "gates", "summaries")
     tables = _probe_tables(data, probed) if data.versions()["probes"] else None
