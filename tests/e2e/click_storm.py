@@ -4,8 +4,9 @@
 
 Opens ``--sessions`` browser sessions on /train (the load test's small configuration),
 presses Train in each, then for ``--seconds`` clicks every visible "Log-scale loss"
-toggle in turn (without waiting for the answers), then waits until every page says
-"finished". A page that never does, although its run is saved as finished, has stopped
+toggle in turn (or, with ``--target seed``, the sidebar's Seed step-up: a whole-page
+rerun that interrupts the page's run) without waiting for the answers, then waits
+until every page says "finished". A page that never does, although its run is saved as finished, has stopped
 following its training: that is what this looks for (seen when "Log-scale loss" was
 drawn outside the live fragment, so that its clicks interrupted the page's runs; see
 BENCHMARKS.md, "Load", session 4).
@@ -28,7 +29,17 @@ else:  # run as a file
     import load as L  # type: ignore[no-redef]
 
 
-def storm(browser, server, n: int, seconds: float, finish_timeout: float = 300.0) -> list[dict]:
+def _target(s, what: str):
+    """The element clicked: the live view's "Log-scale loss" toggle (a fragment rerun), or
+    the sidebar's "Seed" step-up button (a whole-page rerun that interrupts the page's run)."""
+    if what == "seed":
+        return h.widget(s.page, "stNumberInput", "Seed").locator(
+            '[data-testid="stNumberInputStepUp"]').first
+    return L.log_toggle(s)
+
+
+def storm(browser, server, n: int, seconds: float, finish_timeout: float = 300.0,
+          target: str = "log") -> list[dict]:
     sessions = L.open_sessions(browser, server, n, dict(L.LOAD_CONFIG))
     try:
         L.click_train_all(sessions)
@@ -36,8 +47,10 @@ def storm(browser, server, n: int, seconds: float, finish_timeout: float = 300.0
         while time.monotonic() < end:
             for s in sessions:
                 try:
-                    tog = L.log_toggle(s)
-                    if tog.is_visible():
+                    tog = _target(s, target)
+                    if s.run_id is None:
+                        s.poll()  # the seed only after Train was answered (not a second run)
+                    if (s.run_id or target == "log") and tog.is_visible():
                         tog.click(timeout=2000, no_wait_after=True)
                         clicks += 1
                 except Exception:  # noqa: BLE001 - mid re-render: next round
@@ -67,6 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sessions", type=int, default=14)
     ap.add_argument("--max-trainings", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--target", choices=["log", "seed"], default="log",
+                    help="click 'Log-scale loss' (default) or the sidebar's Seed step-up")
     a = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
@@ -78,7 +93,7 @@ def main(argv=None) -> int:
         try:
             server.start(timeout=120)
             L.warm_up(browser, server)
-            rows = storm(browser, server, a.sessions, a.seconds)
+            rows = storm(browser, server, a.sessions, a.seconds, target=a.target)
         finally:
             server.stop()
             browser.close()
