@@ -10,7 +10,7 @@ from core.narrate import sci
 from core.presets import COMPARE_MODELS, DEFAULT_COMPARE
 from core.runs import RunData
 from ui.config_form import config_sidebar
-from ui.live import cached_chart, data_key, live_view
+from ui.live import cached_chart, data_key, live_view, templated_chart
 from ui.state import attached_runs, start_stop_buttons
 from ui.bootstrap import ensure_app
 
@@ -79,10 +79,13 @@ def draw(ds: list[RunData]) -> None:
     st.dataframe(summary_table(ds), hide_index=True)
     baseline = ds[0].status_copy().get("baseline_loss")
     log = st.toggle("Log-scale loss", key="compare_log")
-    # Charts are rebuilt only when the tables they draw have grown (see cached_chart).
-    cached_chart(("cmp_loss", log, baseline) + data_key(ds, "metrics", "evals"), "compare_loss",
-                 lambda: charts.loss_chart(_stack(ds, "metrics"), _stack(ds, "evals"), baseline,
-                                           log_scale=log, by="run"))
+    # Charts are rebuilt only when the tables they draw have grown (see cached_chart); the
+    # loss curves, which grow every second, only get new data in a spec built once.
+    templated_chart(("cmp_loss", log, baseline) + data_key(ds, "metrics", "evals"),
+                    "compare_loss", ("cmp_loss", log),
+                    lambda: charts.loss_frames(_stack(ds, "metrics"), _stack(ds, "evals"),
+                                               baseline, log_scale=log, by="run"),
+                    lambda frames: charts.loss_layers(frames, log_scale=log, by="run"))
     probed = data_key(ds, "probes", "gates", "summaries")
     if not any(d.versions()["probes"] for d in ds):
         st.info("The gradient heatmaps appear after the first probe.")

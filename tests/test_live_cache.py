@@ -107,21 +107,29 @@ def test_the_page_reading_equals_the_probes_own_summary():
         assert reading[key] == pytest.approx(last[key], rel=1e-12), key
 
 
-def _metrics(n, seed=0):
+def _metrics(n, seed=0, runs=None):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"step": range(n), "loss": rng.random(n) + 0.1})
+    d = pd.DataFrame({"step": range(n), "loss": rng.random(n) + 0.1})
+    if runs:  # the Compare page's frames: one curve per run, by="run"
+        d = pd.concat([d.assign(run=r) for r in runs], ignore_index=True)
+    return d
 
 
-def _evals(n):
-    return pd.DataFrame({"step": range(0, 10 * n, 10), "loss": [0.5 / (1 + i) for i in range(n)]})
+def _evals(n, runs=None):
+    d = pd.DataFrame({"step": range(0, 10 * n, 10), "loss": [0.5 / (1 + i) for i in range(n)]})
+    if runs:
+        d = pd.concat([d.assign(run=r) for r in runs], ignore_index=True)
+    return d
 
 
+@pytest.mark.parametrize("by", [None, "run"])
 @pytest.mark.parametrize("log", [False, True])
-def test_a_templated_loss_chart_equals_one_built_from_scratch(log, monkeypatch, empty_cache):
+def test_a_templated_loss_chart_equals_one_built_from_scratch(log, by, monkeypatch, empty_cache):
     """The loss chart is built with Altair once per structure and refilled with each
-    version's data: the refilled spec must be exactly the spec Altair would give."""
+    version's data: the refilled spec must be exactly the spec Altair would give
+    (Train and Runs: one run; Compare: one curve per run, other runs in other versions)."""
     from core import charts
 
     monkeypatch.setattr(live, "_TEMPLATES", live._Lru(64))
@@ -129,15 +137,16 @@ def test_a_templated_loss_chart_equals_one_built_from_scratch(log, monkeypatch, 
 
     def build(frames):
         builds.append(1)
-        return charts.loss_layers(frames, log_scale=log)
+        return charts.loss_layers(frames, log_scale=log, by=by)
 
-    versions = [(_metrics(0), _evals(0), None), (_metrics(5), _evals(1), 0.3),
-                (_metrics(700, 1), _evals(7), 0.167), (_metrics(701, 2), _evals(7), 0.167)]
+    a, b = (["LSTM", "tanh RNN"], ["GRU", "LSTM", "tanh RNN"]) if by else (None, None)
+    versions = [(_metrics(0, runs=a), _evals(0, a), None), (_metrics(5, runs=a), _evals(1, a), 0.3),
+                (_metrics(700, 1, b), _evals(7, b), 0.167), (_metrics(701, 2, b), _evals(7, b), 0.167)]
     for i, (m, e, base) in enumerate(versions):
-        frames = lambda m=m, e=e, base=base: charts.loss_frames(m, e, base, log_scale=log)
+        frames = lambda m=m, e=e, base=base: charts.loss_frames(m, e, base, log_scale=log, by=by)
         live.templated_chart(("loss", i), "w", ("loss", log), frames, build)
         sent = empty_cache[-1][1]
-        expected, _ = live._compact_spec(charts.loss_chart(m, e, base, log_scale=log))
+        expected, _ = live._compact_spec(charts.loss_chart(m, e, base, log_scale=log, by=by))
         assert sent == expected, f"version {i}"
     assert len(builds) == 1  # one Altair build; every later version only refilled
 

@@ -6,10 +6,10 @@ Opens ``--sessions`` browser sessions on /train (the load test's small configura
 presses Train in each, then for ``--seconds`` clicks every visible "Log-scale loss"
 toggle in turn (or, with ``--target seed``, the sidebar's Seed step-up: a whole-page
 rerun that interrupts the page's run) without waiting for the answers, then waits
-until every page says "finished". A page that never does, although its run is saved as finished, has stopped
-following its training: that is what this looks for (seen when "Log-scale loss" was
-drawn outside the live fragment, so that its clicks interrupted the page's runs; see
-BENCHMARKS.md, "Load", session 4).
+until every page says "finished". A page that never does, although its run is saved
+as finished, has stopped following its training: that is what this looks for (seen
+when "Log-scale loss" was drawn outside the live fragment, so that its clicks
+interrupted the page's runs; see BENCHMARKS.md, "Load", session 4).
 Prints one line per session and exits 1 if any page is stuck.
 """
 
