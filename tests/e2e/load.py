@@ -381,13 +381,22 @@ OBSERVER_JS = r"""
   const re = /Status:\s*(queued|running|finished|stopped|diverged|interrupted)/;
   const o = window.__obs = {charts: [], status: [], queue: null, queuePosMax: 0,
                             errors: [], conn: [], lastCharts: -1, lastStatus: null, lastConn: null,
-                            wsMsgs: 0, wsLoss: []};
+                            wsMsgs: 0, wsLoss: [], domClicks: [], wsSends: []};
+  // When did a click reach the page, and when did the page send its rerun request?
+  // (With the click's server-side trace, this splits a slow click into its parts.)
+  document.addEventListener("click", () => {
+    if (o.domClicks.length < 1000) o.domClicks.push(Date.now());
+  }, true);
   // When did the server's messages arrive (as opposed to when the page drew them)?
   // Messages with the loss chart's spec are timestamped, with whether its axis is log.
   const Orig = window.WebSocket;
   if (Orig) {
     const dec = new TextDecoder("latin1");
     class ObservedWebSocket extends Orig {
+      send(data) {
+        if (o.wsSends.length < 5000) o.wsSends.push(Date.now());
+        return super.send(data);
+      }
       constructor(...args) {
         super(...args);
         this.addEventListener("message", (ev) => {
@@ -443,6 +452,7 @@ class Session:
     clicks: list[float] = field(default_factory=list)      # answered clicks, seconds
     click_times: list[tuple[float, bool]] = field(default_factory=list)  # (time.time(), log on?)
     click_failures: list[str] = field(default_factory=list)
+    click_drawn: list[float | None] = field(default_factory=list)  # time.time(), per click
     page_errors: list[str] = field(default_factory=list)   # JavaScript errors
     obs: dict = field(default_factory=dict)
     log_on: bool = False
@@ -489,6 +499,26 @@ class Session:
                 if t_ms >= t_click * 1000 and is_log == want:
                     out.append(round(t_ms / 1000 - t_click, 2))
                     break
+        return out
+
+    def click_events(self) -> list[dict]:
+        """Each click's moments (``time.time()``): ``asked`` (Playwright's click called),
+        ``page`` (the click event reached the page), ``sent`` (the page's next WebSocket
+        send: its rerun request), ``arrived`` (the redrawn loss chart's message reached
+        the page), ``drawn`` (the chart shows the new axis); None when not seen."""
+        def first(series, after, pred=lambda v: True):
+            for item in self.obs.get(series, []):
+                t_ms, v = (item if isinstance(item, list) else (item, None))
+                if after is not None and t_ms >= after * 1000 - 1 and pred(v):
+                    return t_ms / 1000
+            return None
+        out = []
+        for (asked, want), drawn in zip(self.click_times, self.click_drawn):
+            page = first("domClicks", asked)
+            sent = first("wsSends", page)
+            arrived = first("wsLoss", asked, lambda is_log, want=want: is_log == want)
+            out.append({"session": self.index, "asked": asked, "page": page, "sent": sent,
+                        "arrived": arrived, "drawn": drawn})
         return out
 
     def figures(self) -> dict:
@@ -576,12 +606,14 @@ def click_log_toggle(s: Session, timeout: float = 20.0) -> float | None:
         s.page.wait_for_function(LOG_AXIS_JS, arg=want, polling=50, timeout=timeout * 1000)
     except Exception as e:  # noqa: BLE001 - recorded as a failure, reported by the caller
         s.click_failures.append(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        s.click_drawn.append(None)
         try:  # answered late or not at all: follow the toggle's own state
             s.log_on = tog.locator("input").is_checked(timeout=5000)
         except Exception:  # noqa: BLE001
             pass
         return None
     dt = time.monotonic() - t0
+    s.click_drawn.append(time.time())
     s.log_on = want
     s.clicks.append(dt)
     return dt
@@ -604,6 +636,45 @@ def server_click_times(path: Path) -> dict:
     out = _spread(times)
     out["over_limit"] = sum(1 for t in times if t > CLICK_LIMIT_S)
     out["slowest"] = sorted(slow, reverse=True)[:5]  # (total, waiting to start) of the slowest
+    return out
+
+
+PHASES = (("to_page", "asked", "page"), ("page_to_send", "page", "sent"),
+          ("send_to_server", "sent", "received"), ("in_server", "received", "answered"),
+          ("server_to_page", "answered", "arrived"), ("arrived_to_drawn", "arrived", "drawn"))
+
+
+def click_phases(sessions: list[Session], trace_path: Path) -> dict:
+    """Where the time of each click went: Playwright → the page's click event
+    (``to_page``: the browser's actionability checks and input dispatch), → the page's
+    rerun request sent (``page_to_send``), → the server's ``handle_backmsg``
+    (``send_to_server``: the socket and the server's event loop), → the answer built
+    (``in_server``), → its message in the page (``server_to_page``), → drawn.
+
+    The load test clicks one page at a time and waits for the answer, so the server's
+    trace record of a click is the one received between the page's send and the
+    answer's arrival. Same machine, so browser and server clocks agree."""
+    try:
+        trace = [json.loads(line) for line in trace_path.read_text().splitlines()]
+    except (OSError, ValueError):
+        trace = []
+    trace = sorted((r for r in trace if r.get("received")), key=lambda r: r["received"])
+    events = sorted((e for s in sessions for e in s.click_events()), key=lambda e: e["asked"])
+    for e in events:
+        if e["sent"] and e["arrived"]:
+            hit = [r for r in trace if e["sent"] - 0.05 <= r["received"] <= e["arrived"] + 0.05]
+            if len(hit) == 1:
+                e["received"], e["answered"] = hit[0]["received"], hit[0]["answered"]
+    out: dict = {}
+    for name, a, b in PHASES:
+        out[name] = _spread([e[b] - e[a] for e in events if e.get(a) and e.get(b)])
+    total = [e for e in events if e.get("drawn")]
+    slowest = sorted(total, key=lambda e: e["drawn"] - e["asked"], reverse=True)[:3]
+    out["slowest"] = [
+        {"session": e["session"], "total": round(e["drawn"] - e["asked"], 2),
+         **{name: (round(e[b] - e[a], 2) if e.get(a) and e.get(b) else None)
+            for name, a, b in PHASES}}
+        for e in slowest]
     return out
 
 
@@ -774,6 +845,8 @@ def _count(items) -> dict:
 
 
 def format_table(f: dict) -> str:
+    ph = f.get("click_phases") or {}
+
     def spread(key, unit="s"):
         s = f.get(key) or {"n": 0}
         if not s["n"]:
@@ -800,6 +873,9 @@ def format_table(f: dict) -> str:
         ("click answered, message arrived (min/median/max)", spread("click_server_s")),
         ("click in the server: received → answered (min/med/max)", spread("click_in_server_s")
          + f", {(f.get('click_in_server_s') or {}).get('over_limit', 0)} over {CLICK_LIMIT_S} s"),
+        ("click phases, median/max s: to page|send|to server|in server|back|draw",
+         " | ".join(f"{(ph.get(n) or {}).get('median')}/{(ph.get(n) or {}).get('max')}"
+                    for n, _, _ in PHASES)),
         ("clicks / unanswered", f"{f['clicks']} / {f['click_failures']}"),
         ("app errors / JS errors / disconnects", f"{f['app_errors']} / {f['page_errors']} / {f['disconnects']}"),
         ("peak RSS server alone (VmHWM)", f"{f['peak_server_rss_mb']:.0f} MB"),
@@ -868,6 +944,7 @@ def main(argv=None) -> int:
                                          browser_cpus=parse_cpus(a.browser_cpus))
             close_sessions(sessions)
             figures["click_in_server_s"] = server_click_times(workdir / "clicks.jsonl")
+            figures["click_phases"] = click_phases(sessions, workdir / "clicks.jsonl")
             figures["baseline"] = baseline
             figures["after_close"] = after_close(server, a.grace)
             figures["server_alive"] = server.proc.poll() is None
@@ -881,6 +958,8 @@ def main(argv=None) -> int:
     print(f"\nLoad test: {a.sessions} browser sessions against one server "
           f"(machine: {NCPU} cores; {time.strftime('%Y-%m-%d %H:%M')})")
     print(format_table(figures))
+    for e in (figures.get("click_phases") or {}).get("slowest", []):
+        print(f"  slow click: {e}")
     problems = check(figures)
     print("criteria: " + ("all met" if not problems else "NOT met: " + "; ".join(problems)))
     out = {k: v for k, v in figures.items() if k != "per_session"}
