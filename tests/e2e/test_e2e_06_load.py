@@ -35,6 +35,7 @@ from load import (
     LOAD_CONFIG,
     RSS_LIMIT_MB,
     after_close,
+    click_phases,
     close_sessions,
     format_table,
     run_load,
@@ -74,6 +75,7 @@ def load(tmp_path_factory, browser):
         finally:
             close_sessions(sessions)
         figures["click_in_server_s"] = server_click_times(base / "clicks.jsonl")
+        figures["click_phases"] = click_phases(sessions, base / "clicks.jsonl")
         figures["baseline"] = baseline
         figures["after_close"] = after_close(server, GRACE_S, spares=SPARES)
         figures["server_alive"] = server.proc.poll() is None

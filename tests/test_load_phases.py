@@ -1,0 +1,58 @@
+"""The load test's split of a click into its phases (tests/e2e/load.py: click_phases).
+
+A click's figure mixes the browser's work and the server's; the split is what tells
+them apart, so it is checked here on timestamps whose phases are known.
+"""
+
+import json
+
+from tests.e2e.load import PHASES, Session, click_phases
+
+
+def _session(index: int, clicks: list[dict]) -> Session:
+    """A session whose page observed ``clicks`` (each: asked, page, sent, arrived, drawn,
+    want), with unrelated WebSocket sends and loss-chart messages around them."""
+    s = Session(index, context=None, page=None)
+    obs = {"domClicks": [], "wsSends": [], "wsLoss": []}
+    for c in clicks:
+        s.click_times.append((c["asked"], c["want"]))
+        s.click_drawn.append(c["drawn"])
+        obs["domClicks"].append(c["page"] * 1000)
+        obs["wsSends"] += [(c["asked"] - 0.5) * 1000, c["sent"] * 1000]  # a refresh before
+        # the page's once-a-second refresh: a message without the new axis comes first
+        obs["wsLoss"] += [[(c["sent"] + 0.01) * 1000, not c["want"]],
+                          [c["arrived"] * 1000, c["want"]]]
+    s.obs = obs
+    return s
+
+
+def test_each_phase_is_the_time_between_its_two_moments(tmp_path):
+    a = dict(asked=100.0, page=100.2, sent=100.25, arrived=101.5, drawn=102.0, want=True)
+    b = dict(asked=110.0, page=110.1, sent=110.12, arrived=110.6, drawn=113.6, want=False)
+    trace = tmp_path / "clicks.jsonl"
+    trace.write_text("\n".join(json.dumps(r) for r in [
+        {"session": "x", "received": 100.45, "answered": 101.35},   # click a
+        {"session": "y", "received": 105.0, "answered": 105.1},     # another page's, not ours
+        {"session": "x", "received": 110.14, "answered": 110.5},    # click b
+    ]) + "\n")
+    out = click_phases([_session(0, [a]), _session(1, [b])], trace)
+    assert [name for name, _, _ in PHASES] == [
+        "to_page", "page_to_send", "send_to_server", "in_server", "server_to_page",
+        "arrived_to_drawn"]
+    assert out["to_page"] == {"min": 0.1, "median": 0.15, "max": 0.2, "n": 2}
+    assert out["send_to_server"]["max"] == 0.2 and out["send_to_server"]["n"] == 2
+    assert out["in_server"] == {"min": 0.36, "median": 0.63, "max": 0.9, "n": 2}
+    assert out["arrived_to_drawn"]["max"] == 3.0
+    slowest = out["slowest"][0]
+    assert slowest["session"] == 1 and slowest["total"] == 3.6
+    assert slowest["arrived_to_drawn"] == 3.0 and slowest["in_server"] == 0.36
+    # the phases add up to the click's time seen by the browser
+    assert abs(sum(slowest[name] for name, _, _ in PHASES) - slowest["total"]) < 0.02
+
+
+def test_a_click_without_a_trace_record_keeps_its_browser_phases(tmp_path):
+    a = dict(asked=100.0, page=100.2, sent=100.25, arrived=101.5, drawn=None, want=True)
+    out = click_phases([_session(0, [a])], tmp_path / "missing.jsonl")
+    assert out["to_page"]["n"] == 1 and out["page_to_send"]["n"] == 1
+    assert out["in_server"]["n"] == 0 and out["send_to_server"]["n"] == 0
+    assert out["slowest"] == []  # never drawn: not among the answered clicks
