@@ -32,16 +32,21 @@ def test_each_phase_is_the_time_between_its_two_moments(tmp_path):
     trace = tmp_path / "clicks.jsonl"
     trace.write_text("\n".join(json.dumps(r) for r in [
         {"session": "x", "received": 100.45, "answered": 101.35},   # click a
+        {"session": "x", "what": "written", "written": 101.4},
         {"session": "y", "received": 105.0, "answered": 105.1},     # another page's, not ours
+        {"session": "y", "what": "written", "written": 110.45},     # the other page's
         {"session": "x", "received": 110.14, "answered": 110.5},    # click b
+        {"session": "x", "what": "written", "written": 110.55},
     ]) + "\n")
     out = click_phases([_session(0, [a]), _session(1, [b])], trace)
     assert [name for name, _, _ in PHASES] == [
-        "to_page", "page_to_send", "send_to_server", "in_server", "server_to_page",
-        "arrived_to_drawn"]
+        "to_page", "page_to_send", "send_to_server", "in_server", "to_socket",
+        "socket_to_page", "arrived_to_drawn"]
     assert out["to_page"] == {"min": 0.1, "median": 0.15, "max": 0.2, "n": 2}
     assert out["send_to_server"]["max"] == 0.2 and out["send_to_server"]["n"] == 2
     assert out["in_server"] == {"min": 0.36, "median": 0.63, "max": 0.9, "n": 2}
+    assert out["to_socket"] == {"min": 0.05, "median": 0.05, "max": 0.05, "n": 2}
+    assert (out["socket_to_page"]["min"], out["socket_to_page"]["max"]) == (0.05, 0.1)
     assert out["arrived_to_drawn"]["max"] == 3.0
     slowest = out["slowest"][0]
     assert slowest["session"] == 1 and slowest["total"] == 3.6
@@ -55,4 +60,5 @@ def test_a_click_without_a_trace_record_keeps_its_browser_phases(tmp_path):
     out = click_phases([_session(0, [a])], tmp_path / "missing.jsonl")
     assert out["to_page"]["n"] == 1 and out["page_to_send"]["n"] == 1
     assert out["in_server"]["n"] == 0 and out["send_to_server"]["n"] == 0
+    assert out["to_socket"]["n"] == 0
     assert out["slowest"] == []  # never drawn: not among the answered clicks

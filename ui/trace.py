@@ -9,7 +9,12 @@ carrying a changed "Log-scale loss" toggle reaches it (Streamlit's
 that has just redrawn in answer to a traced widget change appends one JSON line:
 ``{"session", "what", "received", "answered"}`` (``time.time()`` of both; the
 difference is queueing, the script run and building the answer, not the network
-or the browser).
+or the browser). Each time a loss chart's message is handed to a session's
+WebSocket (Streamlit's ``Runtime._send_message``, on the server's event loop), one
+more line says when: ``{"session", "what": "written", "written"}``. The first one
+after the answer's run reached the toggle carries the answer (it can be handed over
+before ``answered`` is noted: the event loop sends while the script goes on); from
+``answered`` to it is the event loop's backlog.
 """
 
 from __future__ import annotations
@@ -46,7 +51,32 @@ def install() -> None:
         return original(self, msg)
 
     AppSession.handle_backmsg = handle_backmsg
+
+    from streamlit.runtime.runtime import Runtime
+
+    send = Runtime._send_message
+
+    def _send_message(self, session_info, msg):
+        if _is_loss_chart(msg):
+            _written(session_info.session.id, time.time())
+        return send(self, session_info, msg)
+
+    Runtime._send_message = _send_message
     _installed = True
+
+
+def _is_loss_chart(msg) -> bool:
+    """Whether a ForwardMsg draws the loss chart (its spec names the training curve)."""
+    if msg.WhichOneof("type") != "delta" or msg.delta.WhichOneof("type") != "new_element":
+        return False
+    el = msg.delta.new_element
+    return el.WhichOneof("type") == "vega_lite_chart" and "train (smoothed)" in el.vega_lite_chart.spec
+
+
+def _written(session: str, now: float) -> None:
+    with _lock:
+        with open(enabled(), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"session": session, "what": "written", "written": now}) + "\n")
 
 
 def _note_changes(session: str, widgets, now: float) -> None:

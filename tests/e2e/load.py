@@ -641,7 +641,8 @@ def server_click_times(path: Path) -> dict:
 
 PHASES = (("to_page", "asked", "page"), ("page_to_send", "page", "sent"),
           ("send_to_server", "sent", "received"), ("in_server", "received", "answered"),
-          ("server_to_page", "answered", "arrived"), ("arrived_to_drawn", "arrived", "drawn"))
+          ("to_socket", "answered", "written"), ("socket_to_page", "written", "arrived"),
+          ("arrived_to_drawn", "arrived", "drawn"))
 
 
 def click_phases(sessions: list[Session], trace_path: Path) -> dict:
@@ -649,15 +650,20 @@ def click_phases(sessions: list[Session], trace_path: Path) -> dict:
     (``to_page``: the browser's actionability checks and input dispatch), → the page's
     rerun request sent (``page_to_send``), → the server's ``handle_backmsg``
     (``send_to_server``: the socket and the server's event loop), → the answer built
-    (``in_server``), → its message in the page (``server_to_page``), → drawn.
+    (``in_server``), → the redrawn chart handed to the session's WebSocket on the server's
+    event loop (``to_socket``), → its message in the page (``socket_to_page``: the socket
+    and the page's own main thread), → drawn.
 
     The load test clicks one page at a time and waits for the answer, so the server's
     trace record of a click is the one received between the page's send and the
-    answer's arrival. Same machine, so browser and server clocks agree."""
+    answer's arrival; its answer is the first loss chart the server hands to that
+    session's socket after the answering run reached the toggle. Same machine, so
+    browser and server clocks agree."""
     try:
         trace = [json.loads(line) for line in trace_path.read_text().splitlines()]
     except (OSError, ValueError):
         trace = []
+    written = sorted((r for r in trace if r.get("written")), key=lambda r: r["written"])
     trace = sorted((r for r in trace if r.get("received")), key=lambda r: r["received"])
     events = sorted((e for s in sessions for e in s.click_events()), key=lambda e: e["asked"])
     for e in events:
@@ -665,6 +671,10 @@ def click_phases(sessions: list[Session], trace_path: Path) -> dict:
             hit = [r for r in trace if e["sent"] - 0.05 <= r["received"] <= e["arrived"] + 0.05]
             if len(hit) == 1:
                 e["received"], e["answered"] = hit[0]["received"], hit[0]["answered"]
+                e["written"] = next((w["written"] for w in written
+                                     if w["session"] == hit[0]["session"]
+                                     and w["written"] >= (hit[0].get("started")
+                                                          or hit[0]["received"])), None)
     out: dict = {}
     for name, a, b in PHASES:
         out[name] = _spread([e[b] - e[a] for e in events if e.get(a) and e.get(b)])
@@ -873,7 +883,7 @@ def format_table(f: dict) -> str:
         ("click answered, message arrived (min/median/max)", spread("click_server_s")),
         ("click in the server: received → answered (min/med/max)", spread("click_in_server_s")
          + f", {(f.get('click_in_server_s') or {}).get('over_limit', 0)} over {CLICK_LIMIT_S} s"),
-        ("click phases, median/max s: to page|send|to server|in server|back|draw",
+        ("click phases, median/max s: to page|send|to server|in server|to socket|to page|draw",
          " | ".join(f"{(ph.get(n) or {}).get('median')}/{(ph.get(n) or {}).get('max')}"
                     for n, _, _ in PHASES)),
         ("clicks / unanswered", f"{f['clicks']} / {f['click_failures']}"),
