@@ -62,3 +62,20 @@ def test_a_click_without_a_trace_record_keeps_its_browser_phases(tmp_path):
     assert out["in_server"]["n"] == 0 and out["send_to_server"]["n"] == 0
     assert out["to_socket"]["n"] == 0
     assert out["slowest"] == []  # never drawn: not among the answered clicks
+
+
+def test_script_runs_are_summarised_by_kind_from_the_train_press_on(tmp_path):
+    from tests.e2e.load import script_run_times
+
+    trace = tmp_path / "clicks.jsonl"
+    runs = [("full", 5.0, 0.5, 0.2),        # before the Train presses: the warm-up, left out
+            ("full", 11.0, 3.0, 0.06), ("full", 12.0, 1.0, 0.08),
+            ("fragment", 13.0, 0.04, 0.005)]
+    trace.write_text("\n".join(json.dumps({"what": "run", "session": "x", "kind": k,
+                                           "started": t, "wall": w, "cpu": c})
+                               for k, t, w, c in runs)
+                     + '\n{"session": "x", "what": "written", "written": 12.5}\n')
+    out = script_run_times(trace, since=10.0)
+    assert out["full"]["wall"]["max"] == 3.0 and out["full"]["wall"]["n"] == 2
+    assert out["full"]["cpu"]["median"] == 0.07 and out["full"]["cpu_total_s"] == 0.14
+    assert out["fragment"]["wall"]["n"] == 1

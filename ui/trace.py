@@ -15,6 +15,11 @@ more line says when: ``{"session", "what": "written", "written"}``. The first on
 after the answer's run reached the toggle carries the answer (it can be handed over
 before ``answered`` is noted: the event loop sends while the script goes on); from
 ``answered`` to it is the event loop's backlog.
+
+Every script run (a whole page or a fragment) also appends its wall and CPU time
+(``{"what": "run", "kind", "started", "wall", "cpu"}``, CPU from
+``time.thread_time``): a run whose wall time is many times its CPU time spent it
+waiting, for the GIL or for a core.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ def enabled() -> str | None:
 
 
 def install() -> None:
-    """Wrap AppSession.handle_backmsg to note each rerun request's arrival (once)."""
+    """Wrap Streamlit where the trace looks (once): AppSession.handle_backmsg (a rerun
+    request arrives), Runtime._send_message (a message goes to a socket) and
+    ScriptRunner._run_script (a script run's wall and CPU time)."""
     global _installed
     if _installed or not enabled():
         return
@@ -62,7 +69,28 @@ def install() -> None:
         return send(self, session_info, msg)
 
     Runtime._send_message = _send_message
+
+    from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
+
+    run_script = ScriptRunner._run_script
+
+    def _run_script(self, rerun_data):
+        kind = "fragment" if rerun_data.fragment_id_queue else "full"
+        wall, cpu = time.time(), time.thread_time()
+        try:
+            return run_script(self, rerun_data)
+        finally:
+            _append({"session": self._session_id, "what": "run", "kind": kind, "started": wall,
+                     "wall": round(time.time() - wall, 4),
+                     "cpu": round(time.thread_time() - cpu, 4)})
+
+    ScriptRunner._run_script = _run_script
     _installed = True
+
+
+def _append(record: dict) -> None:
+    with _lock, open(enabled(), "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
 
 
 def _is_loss_chart(msg) -> bool:
@@ -74,9 +102,7 @@ def _is_loss_chart(msg) -> bool:
 
 
 def _written(session: str, now: float) -> None:
-    with _lock:
-        with open(enabled(), "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"session": session, "what": "written", "written": now}) + "\n")
+    _append({"session": session, "what": "written", "written": now})
 
 
 def _note_changes(session: str, widgets, now: float) -> None:

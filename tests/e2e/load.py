@@ -639,6 +639,23 @@ def server_click_times(path: Path) -> dict:
     return out
 
 
+def script_run_times(path: Path, since: float | None = None) -> dict:
+    """Wall and CPU time of the server's script runs from ``since`` on (ui/trace.py), for
+    whole-page runs and fragment runs apart: a run that needs 60 ms of CPU and takes
+    3 s of wall time waited for the GIL or a core, not for its own work."""
+    out = {}
+    try:
+        runs = [json.loads(line) for line in path.read_text().splitlines()]
+    except (OSError, ValueError):
+        runs = []
+    runs = [r for r in runs if r.get("what") == "run" and (since is None or r["started"] >= since)]
+    for kind in ("full", "fragment"):
+        rs = [r for r in runs if r["kind"] == kind]
+        out[kind] = {"wall": _spread([r["wall"] for r in rs]), "cpu": _spread([r["cpu"] for r in rs]),
+                     "cpu_total_s": round(sum(r["cpu"] for r in rs), 2)}
+    return out
+
+
 PHASES = (("to_page", "asked", "page"), ("page_to_send", "page", "sent"),
           ("send_to_server", "sent", "received"), ("in_server", "received", "answered"),
           ("to_socket", "answered", "written"), ("socket_to_page", "written", "arrived"),
@@ -887,6 +904,10 @@ def format_table(f: dict) -> str:
          " | ".join(f"{(ph.get(n) or {}).get('median')}/{(ph.get(n) or {}).get('max')}"
                     for n, _, _ in PHASES)),
         ("clicks / unanswered", f"{f['clicks']} / {f['click_failures']}"),
+        *[(f"server's {kind} runs from Train on: wall / CPU (median, max), CPU total",
+           f"{r['wall']['median']}, {r['wall']['max']} / {r['cpu']['median']}, {r['cpu']['max']} s, "
+           f"{r['cpu_total_s']} s (n={r['wall']['n']})")
+          for kind, r in (f.get("script_runs") or {}).items()],
         ("app errors / JS errors / disconnects", f"{f['app_errors']} / {f['page_errors']} / {f['disconnects']}"),
         ("peak RSS server alone (VmHWM)", f"{f['peak_server_rss_mb']:.0f} MB"),
         ("peak RSS server + children (sum)", f"{f['peak_tree_rss_mb']:.0f} MB"),
@@ -955,6 +976,8 @@ def main(argv=None) -> int:
             close_sessions(sessions)
             figures["click_in_server_s"] = server_click_times(workdir / "clicks.jsonl")
             figures["click_phases"] = click_phases(sessions, workdir / "clicks.jsonl")
+            figures["script_runs"] = script_run_times(
+                workdir / "clicks.jsonl", min((s.t_click for s in sessions if s.t_click), default=None))
             figures["baseline"] = baseline
             figures["after_close"] = after_close(server, a.grace)
             figures["server_alive"] = server.proc.poll() is None

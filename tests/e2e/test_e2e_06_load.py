@@ -39,6 +39,7 @@ from load import (
     close_sessions,
     format_table,
     run_load,
+    script_run_times,
     server_click_times,
     settle,
     warm_up,
@@ -76,6 +77,8 @@ def load(tmp_path_factory, browser):
             close_sessions(sessions)
         figures["click_in_server_s"] = server_click_times(base / "clicks.jsonl")
         figures["click_phases"] = click_phases(sessions, base / "clicks.jsonl")
+        figures["script_runs"] = script_run_times(
+            base / "clicks.jsonl", min((s.t_click for s in sessions if s.t_click), default=None))
         figures["baseline"] = baseline
         figures["after_close"] = after_close(server, GRACE_S, spares=SPARES)
         figures["server_alive"] = server.proc.poll() is None
