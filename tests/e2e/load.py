@@ -24,6 +24,13 @@ Figures (a table, then one JSON line):
 * ``click_s``         toggle clicked → redrawn chart in the DOM (a few clicks per page)
 * ``click_server_s``  toggle clicked → the redrawn loss chart's message arrives
                       (server + network; ``click_s`` adds the browser's drawing)
+* click phases        each click split where its time went (:func:`click_phases`):
+                      to the page's click event, the page's request, the server's
+                      event loop, the script run, back to the socket, to the page,
+                      drawn; the slowest clicks are printed phase by phase
+* script runs         wall and CPU time of the server's whole-page and fragment runs
+                      from the Train presses on (wall ≫ CPU: waiting for a core or
+                      the GIL, not working)
 * peak RSS of the server alone and of the server + its training processes
   (``tree``: the sum of RSS, which counts shared library pages once per process;
   and the sum of PSS, which splits them, i.e. what the tree really holds; the
