@@ -6,7 +6,7 @@ them apart, so it is checked here on timestamps whose phases are known.
 
 import json
 
-from tests.e2e.load import PHASES, Session, click_phases
+from tests.e2e.load import PHASES, Session, click_phases, read_trace
 
 
 def _session(index: int, clicks: list[dict]) -> Session:
@@ -38,7 +38,7 @@ def test_each_phase_is_the_time_between_its_two_moments(tmp_path):
         {"session": "x", "received": 110.14, "answered": 110.5},    # click b
         {"session": "x", "what": "written", "written": 110.55},
     ]) + "\n")
-    out = click_phases([_session(0, [a]), _session(1, [b])], trace)
+    out = click_phases([_session(0, [a]), _session(1, [b])], read_trace(trace))
     assert [name for name, _, _ in PHASES] == [
         "to_page", "page_to_send", "send_to_server", "in_server", "to_socket",
         "socket_to_page", "arrived_to_drawn"]
@@ -57,7 +57,7 @@ def test_each_phase_is_the_time_between_its_two_moments(tmp_path):
 
 def test_a_click_without_a_trace_record_keeps_its_browser_phases(tmp_path):
     a = dict(asked=100.0, page=100.2, sent=100.25, arrived=101.5, drawn=None, want=True)
-    out = click_phases([_session(0, [a])], tmp_path / "missing.jsonl")
+    out = click_phases([_session(0, [a])], read_trace(tmp_path / "missing.jsonl"))
     assert out["to_page"]["n"] == 1 and out["page_to_send"]["n"] == 1
     assert out["in_server"]["n"] == 0 and out["send_to_server"]["n"] == 0
     assert out["to_socket"]["n"] == 0
@@ -75,7 +75,7 @@ def test_script_runs_are_summarised_by_kind_from_the_train_press_on(tmp_path):
                                            "started": t, "wall": w, "cpu": c})
                                for k, t, w, c in runs)
                      + '\n{"session": "x", "what": "written", "written": 12.5}\n')
-    out = script_run_times(trace, since=10.0)
+    out = script_run_times(read_trace(trace), since=10.0)
     assert out["full"]["wall"]["max"] == 3.0 and out["full"]["wall"]["n"] == 2
     assert out["full"]["cpu"]["median"] == 0.07 and out["full"]["cpu_total_s"] == 0.14
     assert out["fragment"]["wall"]["n"] == 1

@@ -122,8 +122,7 @@ def _note_changes(session: str, widgets, now: float) -> None:
 def answered(what: str, started: float | None = None) -> None:
     """Note that this session's page has built its answer to ``what`` (``started``: when
     the script run that built it reached the traced widget, to tell queueing from work)."""
-    path = enabled()
-    if not path:
+    if not enabled():
         return
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -131,7 +130,5 @@ def answered(what: str, started: float | None = None) -> None:
     sid = ctx.session_id if ctx else "?"
     with _lock:
         received = _received.get(sid)
-        line = json.dumps({"session": sid, "what": what, "received": received,
-                           "started": started, "answered": time.time()})
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+    _append({"session": sid, "what": what, "received": received, "started": started,
+             "answered": time.time()})

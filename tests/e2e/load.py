@@ -626,36 +626,46 @@ def click_log_toggle(s: Session, timeout: float = 20.0) -> float | None:
     return dt
 
 
-def server_click_times(path: Path) -> dict:
-    """The server's own part of each click (ui/trace.py): request received → answer
-    built, from the server's trace file; the browsers' work is not in it."""
-    times, slow = [], []
+def read_trace(path: Path) -> list[dict]:
+    """The records of the server's trace file (ui/trace.py); [] if there is none."""
     try:
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            if rec.get("received"):
-                times.append(rec["answered"] - rec["received"])
-                if rec.get("started"):
-                    slow.append((round(rec["answered"] - rec["received"], 2),
-                                 round(rec["started"] - rec["received"], 2)))
+        return [json.loads(line) for line in path.read_text().splitlines()]
     except (OSError, ValueError):
-        pass
+        return []
+
+
+def trace_figures(sessions: list[Session], path: Path) -> dict:
+    """The figures taken from the server's trace, read once: the server's part of each
+    click, each click's phases, and the script runs from the first Train press on."""
+    trace = read_trace(path)
+    since = min((s.t_click for s in sessions if s.t_click), default=None)
+    return {"click_in_server_s": server_click_times(trace),
+            "click_phases": click_phases(sessions, trace),
+            "script_runs": script_run_times(trace, since)}
+
+
+def server_click_times(trace: list[dict]) -> dict:
+    """The server's own part of each click (ui/trace.py): request received → answer
+    built, from the server's trace records; the browsers' work is not in it."""
+    times, slow = [], []
+    for rec in trace:
+        if rec.get("received"):
+            times.append(rec["answered"] - rec["received"])
+            if rec.get("started"):
+                slow.append((round(rec["answered"] - rec["received"], 2),
+                             round(rec["started"] - rec["received"], 2)))
     out = _spread(times)
     out["over_limit"] = sum(1 for t in times if t > CLICK_LIMIT_S)
     out["slowest"] = sorted(slow, reverse=True)[:5]  # (total, waiting to start) of the slowest
     return out
 
 
-def script_run_times(path: Path, since: float | None = None) -> dict:
+def script_run_times(trace: list[dict], since: float | None = None) -> dict:
     """Wall and CPU time of the server's script runs from ``since`` on (ui/trace.py), for
     whole-page runs and fragment runs apart: a run that needs 60 ms of CPU and takes
     3 s of wall time waited for the GIL or a core, not for its own work."""
     out = {}
-    try:
-        runs = [json.loads(line) for line in path.read_text().splitlines()]
-    except (OSError, ValueError):
-        runs = []
-    runs = [r for r in runs if r.get("what") == "run" and (since is None or r["started"] >= since)]
+    runs = [r for r in trace if r.get("what") == "run" and (since is None or r["started"] >= since)]
     for kind in ("full", "fragment"):
         rs = [r for r in runs if r["kind"] == kind]
         out[kind] = {"wall": _spread([r["wall"] for r in rs]), "cpu": _spread([r["cpu"] for r in rs]),
@@ -669,7 +679,7 @@ PHASES = (("to_page", "asked", "page"), ("page_to_send", "page", "sent"),
           ("arrived_to_drawn", "arrived", "drawn"))
 
 
-def click_phases(sessions: list[Session], trace_path: Path) -> dict:
+def click_phases(sessions: list[Session], trace: list[dict]) -> dict:
     """Where the time of each click went: Playwright → the page's click event
     (``to_page``: the browser's actionability checks and input dispatch), → the page's
     rerun request sent (``page_to_send``), → the server's ``handle_backmsg``
@@ -683,10 +693,6 @@ def click_phases(sessions: list[Session], trace_path: Path) -> dict:
     answer's arrival; its answer is the first loss chart the server hands to that
     session's socket after the answering run reached the toggle. Same machine, so
     browser and server clocks agree."""
-    try:
-        trace = [json.loads(line) for line in trace_path.read_text().splitlines()]
-    except (OSError, ValueError):
-        trace = []
     written = sorted((r for r in trace if r.get("written")), key=lambda r: r["written"])
     trace = sorted((r for r in trace if r.get("received")), key=lambda r: r["received"])
     events = sorted((e for s in sessions for e in s.click_events()), key=lambda e: e["asked"])
@@ -981,10 +987,7 @@ def main(argv=None) -> int:
                                          finish_timeout=a.timeout, browser_nice=a.browser_nice,
                                          browser_cpus=parse_cpus(a.browser_cpus))
             close_sessions(sessions)
-            figures["click_in_server_s"] = server_click_times(workdir / "clicks.jsonl")
-            figures["click_phases"] = click_phases(sessions, workdir / "clicks.jsonl")
-            figures["script_runs"] = script_run_times(
-                workdir / "clicks.jsonl", min((s.t_click for s in sessions if s.t_click), default=None))
+            figures.update(trace_figures(sessions, workdir / "clicks.jsonl"))
             figures["baseline"] = baseline
             figures["after_close"] = after_close(server, a.grace)
             figures["server_alive"] = server.proc.poll() is None

@@ -35,13 +35,11 @@ from load import (
     LOAD_CONFIG,
     RSS_LIMIT_MB,
     after_close,
-    click_phases,
     close_sessions,
     format_table,
     run_load,
-    script_run_times,
-    server_click_times,
     settle,
+    trace_figures,
     warm_up,
 )
 
@@ -75,10 +73,7 @@ def load(tmp_path_factory, browser):
             figures, sessions = run_load(browser, server, N, LOAD_CONFIG, max_click_rounds=2)
         finally:
             close_sessions(sessions)
-        figures["click_in_server_s"] = server_click_times(base / "clicks.jsonl")
-        figures["click_phases"] = click_phases(sessions, base / "clicks.jsonl")
-        figures["script_runs"] = script_run_times(
-            base / "clicks.jsonl", min((s.t_click for s in sessions if s.t_click), default=None))
+        figures.update(trace_figures(sessions, base / "clicks.jsonl"))
         figures["baseline"] = baseline
         figures["after_close"] = after_close(server, GRACE_S, spares=SPARES)
         figures["server_alive"] = server.proc.poll() is None
