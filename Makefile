@@ -31,10 +31,14 @@ browser:
 run: setup
 	$(BIN)/streamlit run app.py --server.port $(PORT) --browser.gatherUsageStats false
 
-test: setup-test
+# The linter first: an undefined name on an error path fails here, not in a user's hands.
+lint: $(VENV)/.stamp-test
+	$(BIN)/ruff check .
+
+test: setup-test lint
 	$(BIN)/python -m pytest
 
-test-fast: setup-test
+test-fast: setup-test lint
 	$(BIN)/python -m pytest -m "not browser"
 
 bench: setup

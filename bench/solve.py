@@ -91,8 +91,8 @@ def format_row(r: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| run | seed | solved at step | wall s | CPU s | wall ms/step | held-out metric | "
-             "held-out loss (baseline) |",
+    lines = [("| run | seed | solved at step | wall s | CPU s | wall ms/step | held-out metric | "
+             "held-out loss (baseline) |"),
              "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         solved = str(r["solved_at_step"]) if r["solved"] else f"no ({r['steps']} steps)"

@@ -151,7 +151,7 @@ def import_run(store: RunStore, data: bytes, filename: str = "run.zip") -> str:
         config, status, tables, weights = _validate(data, filename)
     except ArchiveError:
         raise
-    except Exception as e:  # noqa: BLE001 - untrusted bytes: every failure is the file's
+    except Exception as e:
         raise ArchiveError(f"the archive could not be read ({type(e).__name__}: {e})") from e
     return _write_run(store, config, status, tables, weights, filename)
 
@@ -282,7 +282,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError) as e:
         raise ArchiveError(f"member {info.filename!r} is damaged ({e}): the .zip may be "
                            "truncated") from e
-    except Exception as e:  # noqa: BLE001 - zlib.error and friends
+    except Exception as e:
         raise ArchiveError(f"member {info.filename!r} is damaged ({type(e).__name__}: {e})") from e
     return bytes(out)
 
@@ -345,7 +345,7 @@ def _check_table(name: str, raw: bytes) -> pd.DataFrame:
         table = pf.read(columns=cols)
     except ArchiveError:
         raise
-    except Exception as e:  # noqa: BLE001 - pyarrow raises many types for bad files
+    except Exception as e:
         raise ArchiveError(f"{where} is not a readable Parquet table ({type(e).__name__}: {e})") from e
     df = pd.DataFrame({c: table.column(c).to_pandas() for c in cols})
     for c in cols:
@@ -403,12 +403,12 @@ def _check_weights(raw: bytes, config: TrainConfig) -> bytes:
 
     try:
         tensors = st_load(raw)
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+    except Exception as e:
         raise ArchiveError(f"model.safetensors is not a valid safetensors file ({e})") from e
     try:
         expected = {k: tuple(v.shape)
                     for k, v in make_model(config, config.make_task()).state_dict().items()}
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ArchiveError(f"cannot build the model of config.json to check the weights ({e})") from e
     got = {k: tuple(v.shape) for k, v in tensors.items()}
     if got != expected:

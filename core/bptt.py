@@ -53,7 +53,6 @@ Public functions:
 from __future__ import annotations
 
 import functools
-import math
 import os
 import threading
 import time

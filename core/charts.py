@@ -404,7 +404,7 @@ def _export_spec(chart):
     try:
         from altair.utils._importers import vl_version_for_vl_convert
         version = vl_version_for_vl_convert()
-    except Exception:      # private helper moved: let vl-convert use its default
+    except Exception:  # noqa: BLE001 - a private helper of Altair's: if it moved or fails, vl-convert's default
         version = None
     kw = {"vl_version": version} if version else {}
     return vlc, _fixed_width(_inline_values(chart).to_dict()), kw

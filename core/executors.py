@@ -135,7 +135,7 @@ def prepare_worker() -> None:
     # The first optimiser a process builds imports torch._dynamo (seconds): do it
     # here, so a run's wall time measures training, not the worker's warm-up.
     try:
-        import torch._dynamo  # noqa: F401
+        import torch._dynamo
     except ImportError:  # pragma: no cover
         pass
 

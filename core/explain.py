@@ -816,15 +816,15 @@ def verdicts(rnn: dict, lstm: dict, forget: pd.DataFrame,
               f"{int(fopen['gradient_reach'])} of {T} steps; gates saturated shut: "
               f"{int(shut['gradient_reach'])}.")
     parts = [
-        ("sigmoid/tanh outputs are bounded, so gradients can flow “without becoming too small "
-         "or too large”", "Refuted" if bounded_refuted else "Confirmed", e_bounded),
+        (("sigmoid/tanh outputs are bounded, so gradients can flow “without becoming too small "
+         "or too large”"), "Refuted" if bounded_refuted else "Confirmed", e_bounded),
         ("“element-wise multiplication preserves the gradients' magnitude”",
          "Refuted" if mult_refuted else "Confirmed", e_mult),
         ("the memory cell can “selectively keep or drop information”",
          "Confirmed" if keep_confirmed else "Refuted", e_keep),
     ]
-    short = ("bounded outputs", "multiplication preserving the magnitude", "the memory cell's "
-             "keep/drop")
+    short = ("bounded outputs", "multiplication preserving the magnitude", ("the memory cell's "
+             "keep/drop"))
     holds = [n for n, (_, v, _) in zip(short, parts) if v == "Confirmed"]
     fails = [n for n, (_, v, _) in zip(short, parts) if v == "Refuted"]
     v3 = "Half-true" if holds and fails else ("Confirmed" if holds else "Refuted")

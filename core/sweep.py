@@ -249,7 +249,7 @@ class SweepSpec:
                             ("seeds", self.seeds), *((f"params.{k}", v) for k, v in params.items())):
             if len(set(values)) != len(values):
                 raise SweepError(f"{dim}: values repeat: {list(values)}")
-        self.cells  # validate every cell now, with one message for all bad ones
+        _ = self.cells  # validate every cell now, with one message for all bad ones
 
     def __hash__(self) -> int:
         return hash(self.sweep_id)
@@ -477,7 +477,7 @@ def _read_results(path: Path) -> pd.DataFrame | None:
         return None
     try:
         return pd.read_parquet(path)
-    except Exception as e:  # noqa: BLE001 - pyarrow raises many types for bad files
+    except Exception as e:
         raise SweepError(f"cannot read {path} ({type(e).__name__}: {e}); move it away to "
                          "start the sweep afresh") from e
 
@@ -593,12 +593,12 @@ class _SweepLock:
                     except (OSError, ValueError):
                         owner = {}
                     here = owner.get("host") == socket.gethostname()
-                    if here and (not _pid_alive(owner.get("pid")) or owner.get("pid") == os.getpid()):
+                    if here and (not pid_alive(owner.get("pid")) or owner.get("pid") == os.getpid()):
                         self.file.unlink(missing_ok=True)  # stale: its writer is gone
                         continue
                     raise SweepError(
                         f"sweep {self.sweep_id} is being run by process {owner.get('pid')} on "
-                        f"{owner.get('host')}; wait for it, or delete {self.file} if it is gone")
+                        f"{owner.get('host')}; wait for it, or delete {self.file} if it is gone") from None
                 with os.fdopen(fd, "w") as fh:
                     json.dump({"pid": os.getpid(), "host": socket.gethostname()}, fh)
                 _held.add(self.key)

@@ -143,7 +143,8 @@ def test_a_templated_loss_chart_equals_one_built_from_scratch(log, by, monkeypat
     versions = [(_metrics(0, runs=a), _evals(0, a), None), (_metrics(5, runs=a), _evals(1, a), 0.3),
                 (_metrics(700, 1, b), _evals(7, b), 0.167), (_metrics(701, 2, b), _evals(7, b), 0.167)]
     for i, (m, e, base) in enumerate(versions):
-        frames = lambda m=m, e=e, base=base: charts.loss_frames(m, e, base, log_scale=log, by=by)
+        def frames(m=m, e=e, base=base):
+            return charts.loss_frames(m, e, base, log_scale=log, by=by)
         live.templated_chart(("loss", i), "w", ("loss", log), frames, build)
         sent = empty_cache[-1][1]
         expected, _ = live._compact_spec(charts.loss_chart(m, e, base, log_scale=log, by=by))

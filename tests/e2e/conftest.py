@@ -19,13 +19,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
+from harness import (
     VIEWPORT,
     AppServer,
     check_chromium,
     launch_browser,
 )
-from harness import wait_idle as _wait_idle  # noqa: E402
+from harness import wait_idle as _wait_idle
 
 
 @pytest.hookimpl(hookwrapper=True)

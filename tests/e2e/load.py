@@ -918,8 +918,8 @@ def format_table(f: dict) -> str:
                     for n, _, _ in PHASES)),
         ("clicks / unanswered", f"{f['clicks']} / {f['click_failures']}"),
         *[(f"server's {kind} runs from Train on: wall / CPU (median, max), CPU total",
-           f"{r['wall']['median']}, {r['wall']['max']} / {r['cpu']['median']}, {r['cpu']['max']} s, "
-           f"{r['cpu_total_s']} s (n={r['wall']['n']})")
+           (f"{r['wall']['median']}, {r['wall']['max']} / {r['cpu']['median']}, {r['cpu']['max']} s, "
+           f"{r['cpu_total_s']} s (n={r['wall']['n']})"))
           for kind, r in (f.get("script_runs") or {}).items()],
         ("app errors / JS errors / disconnects", f"{f['app_errors']} / {f['page_errors']} / {f['disconnects']}"),
         ("peak RSS server alone (VmHWM)", f"{f['peak_server_rss_mb']:.0f} MB"),
@@ -927,8 +927,8 @@ def format_table(f: dict) -> str:
         ("peak PSS server + children (sum)", f"{f['peak_tree_pss_mb']:.0f} MB"),
         ("peak child processes / server threads", f"{f['peak_children']} / {f['peak_threads']}"),
         ("CPU server / children / tree (cores)",
-         f"{f['cpu_server_cores']:.2f} / {f['cpu_children_cores']:.2f} / {f['cpu_tree_cores']:.2f} "
-         f"({f['cpu_tree_share_pct']:.0f} % of {NCPU} cores, over {f['cpu_wall_s']} s)"),
+         (f"{f['cpu_server_cores']:.2f} / {f['cpu_children_cores']:.2f} / {f['cpu_tree_cores']:.2f} "
+         f"({f['cpu_tree_share_pct']:.0f} % of {NCPU} cores, over {f['cpu_wall_s']} s)")),
         ("CPU browser (Chromium + driver) / machine busy",
          f"{f['cpu_browser_cores']:.2f} cores / {f['cpu_machine_busy_pct']:.0f} %"),
     ]

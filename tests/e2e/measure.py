@@ -261,8 +261,8 @@ def main(argv=None) -> int:
     rows.append(("Chromium's nice value (same machine)", str(a.browser_nice)))
     rows.append(("Chromium pinned to CPUs", a.browser_cpus or "no (any CPU)"))
     rows.append(("1-min load average before page / CLI",
-                 f"{_fmt(res.get('load_1m_before_page'))} / {_fmt(res.get('load_1m_before_cli'))}"
-                 f"  ({os.cpu_count()} cores)"))
+                 (f"{_fmt(res.get('load_1m_before_page'))} / {_fmt(res.get('load_1m_before_cli'))}"
+                 f"  ({os.cpu_count()} cores)")))
     width = max(len(r[0]) for r in rows)
     print(f"config: {cfg}")
     for name, val in rows:
