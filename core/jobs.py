@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from core.config import TrainConfig
 from core.runs import RunData, RunError, RunStore, RunWriter
-from core.train import EndRecord, Trainer
+from core.train import EndRecord, Trainer, run_lockstep
 
 MAX_TRAININGS_ENV = "RNNLAB_MAX_TRAININGS"
 
@@ -55,25 +55,6 @@ class Background:
 
     def _main(self) -> None:
         raise NotImplementedError
-
-
-def run_lockstep(trainers: list[Trainer], emit) -> None:
-    """Run trainers in lockstep: one training step of each in turn, so models
-    compared side by side progress together (and, with one seed, on identical
-    batches). ``emit(i, record)`` receives every record of trainer i."""
-    iterators = [(i, t.run()) for i, t in enumerate(trainers)]
-    while iterators:
-        for item in list(iterators):
-            i, it = item
-            for record in it:
-                emit(i, record)
-                if record.kind in ("step", "end"):
-                    break
-            else:
-                iterators.remove(item)
-                continue
-            if record.kind == "end":
-                iterators.remove(item)
 
 
 class Slots:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -213,3 +213,23 @@ class Trainer:
         if not math.isfinite(last_eval.loss):
             self.status = "diverged"
         yield EndRecord(self.status, self.steps_done, time.perf_counter() - t0)
+
+
+def run_lockstep(trainers: list[Trainer], emit: Callable[[int, Record], None]) -> None:
+    """Run trainers in lockstep: one training step of each in turn, so models
+    compared side by side progress together (and, with one seed, on identical
+    batches). ``emit(i, record)`` receives every record of trainer i. Used by the
+    job thread (core.jobs) and the training process (core.worker) alike."""
+    iterators = [(i, t.run()) for i, t in enumerate(trainers)]
+    while iterators:
+        for item in list(iterators):
+            i, it = item
+            for record in it:
+                emit(i, record)
+                if record.kind in ("step", "end"):
+                    break
+            else:
+                iterators.remove(item)
+                continue
+            if record.kind == "end":
+                iterators.remove(item)

@@ -61,8 +61,7 @@ def _child_main() -> int:
     import torch
 
     from core.config import TrainConfig
-    from core.jobs import run_lockstep
-    from core.train import StepRecord, Trainer, warm_up
+    from core.train import StepRecord, Trainer, run_lockstep, warm_up
 
     torch.set_num_threads(1)
     try:
