@@ -32,6 +32,10 @@ An upload is untrusted input. ``import_run`` checks, before anything is written:
 The run is written to a hidden temporary directory inside the store root and
 renamed into place, so a refused or failed import leaves nothing behind. Every
 failure raises :class:`ArchiveError` with a message meant for the user.
+
+One file (~490 lines) for one format: the export and the import's checks are the
+two directions of the layout above and are read against each other; most of the
+length is the checks, one function per member kind.
 """
 
 from __future__ import annotations

@@ -35,6 +35,11 @@ It is the same computation as the reference, only organised differently: in
 float64 the profile agrees with :func:`core.probe.probe` to ~1e-15
 (tests/test_bptt.py), and it is exact for every architecture and variant.
 
+One file on purpose (~730 lines): the three cells' backward passes share one
+set of conventions (time-major buffers, row form, the workspace, the readout and
+the parameter gradients) and are meant to be read side by side, each against its
+forward equations in :mod:`core.cells` and its reference in :mod:`core.probe`.
+
 Derivatives used below: σ'(a) = σ(a)(1 − σ(a)), tanh'(a) = 1 − tanh²(a),
 relu'(a) = [a > 0]; ⊙ is the elementwise product. Steps are written in "row
 form" (a batch of row vectors): W h becomes h Wᵀ and Wᵀ δ becomes δ W.

@@ -1,8 +1,8 @@
 """Explain: how LSTM and GRU keep the gradient alive — the math, each statement measured live.
 
-All computations are in core/explain.py; this page draws them. Every number is measured
-by autograd when the page runs (cached per setting), on the models the Train page would
-start from, or on the learner's own runs.
+All computations are in core/explain/, their words in core/narrate.py; this page draws
+them. Every number is measured by autograd when the page runs (cached per setting), on
+the models the Train page would start from, or on the learner's own runs.
 """
 
 from urllib.parse import quote
@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pandas as pd
 import streamlit as st
 
-from core import charts, explain
+from core import charts, explain, narrate
 from core.narrate import sci
 from core.presets import PRESETS
 from core.runs import RunError, RunStore
@@ -113,7 +113,7 @@ metric(c[2], "‖W_hh‖₂", f"{rnn['w_norm']:.3g}",
        f"Largest singular value. The bound (γ‖W_hh‖₂)^{L} = {sci(rnn['bound_full'])}.")
 metric(c[3], "gradient reach", f"{rnn['gradient_reach']} / {T}",
        "Steps back from the end where ‖∂ℓ/∂h_t‖ stays ≥ 1e-3 of its maximum (probe).")
-st.markdown(explain.rnn_sentence(rnn))
+st.markdown(narrate.rnn_sentence(rnn))
 lstm = lstm_facts(T, H, seed)
 gru = gru_facts(T, H, seed)
 curves = explain.decay_curves(rnn, lstm, gru)
@@ -158,7 +158,7 @@ metric(c[2], "mean f", f"{lstm['mean_f']:.3f}",
        f"For comparison, mean f^{L} = {sci(lstm['mean_f_pow'])}.")
 metric(c[3], "gradient reach", f"{lstm['gradient_reach']} / {T}",
        "Probe: ‖∂ℓ/∂h_t‖ ≥ 1e-3 of its maximum.")
-st.markdown(explain.lstm_sentence(lstm))
+st.markdown(narrate.lstm_sentence(lstm))
 forget, profiles = forget_gate_gain(T, H, seed)
 show = pd.DataFrame({
     "forget gate": forget["variant"],
@@ -177,7 +177,7 @@ st.caption(
 )
 st.altair_chart(charts.gate_heatmap(profiles[profiles["run"].isin(shown)], step=0, by="run"),
                 key="explain_forget_heatmap")
-st.markdown(explain.forget_sentence(forget))
+st.markdown(narrate.forget_sentence(forget))
 
 # ---------------------------------------------------------------- 2b. the learner's run
 
@@ -251,7 +251,7 @@ else:
                 st.markdown("Its saved weights against the same model at step 0, on one batch:")
                 st.dataframe(pd.DataFrame(rows, columns=["measured", "step 0", "trained"]),
                              hide_index=True)
-                st.markdown(explain.trained_sentence(tv))
+                st.markdown(narrate.trained_sentence(tv))
         elif story["gate"]:
             st.caption(
                 "The mean is over all units: it can stay near its start even when a few units "
@@ -284,7 +284,7 @@ metric(c[2], f"‖∂h_{L}/∂h_0‖₂ (z +{zb:g})", sci(gru["biased_full"]),
        f"{sci(gru['biased_direct'])}.")
 metric(c[3], f"mean z (z +{zb:g})", f"{gru['biased_mean_z']:.3f}",
        f"Gradient reach {gru['biased_reach']} of {T} (default init: {gru['default_reach']}).")
-st.markdown(explain.gru_sentence(gru))
+st.markdown(narrate.gru_sentence(gru))
 
 # ---------------------------------------------------------------- 4. the three answers
 
@@ -292,7 +292,7 @@ st.header("4 · The three answers, put to the test")
 st.caption("Each claim of the original thread's three answers, quoted, and the measurement that "
            "decides it. The verdicts are computed from the numbers above.")
 sat = saturation_effect(T, H, seed)
-for v in explain.verdicts(rnn, lstm, forget, sat):
+for v in narrate.verdicts(explain.claim_evidence(rnn, lstm, forget, sat)):
     with st.container(border=True):
         st.markdown(f"**{v.answer}:** {v.claim}")
         st.markdown(f"Verdict: {verdict_md(v.verdict)} — {v.evidence}")

@@ -1,4 +1,4 @@
-"""The Explain page's measurements (core/explain.py): the facts it states, as assertions.
+"""The Explain page's measurements (core/explain/): the facts it states, as assertions.
 
 Bounds are generous: they check the mechanism (geometric decay, the forget gate as the
 cell path's gain, saturation), not a seed's digits. One Jacobian of each kind is
@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from core import explain
+from core import explain, narrate
 from core.config import TrainConfig
 from core.probe import probe
 from core.runs import RunStore
@@ -213,13 +213,22 @@ def measured():
             explain.saturation_effect(**kw))
 
 
+def test_every_claim_is_decided_on_the_measurements(measured):
+    evidence = explain.claim_evidence(*measured)
+    assert evidence["checks"] == dict.fromkeys(
+        ("gate_sets_gain", "lstm_vanishes_at_init", "rnn_passes_state", "both_vanish",
+         "saturation_kills", "bounded_explodes", "product_shrinks", "cell_keeps_and_drops"), True)
+    assert evidence["steps"] == 60 and evidence["forget"]["none"]["mean_f"] == 1.0
+    assert evidence["saturation"]["lstm_shut"]["saturated"] > 0.9
+
+
 def test_verdicts_of_the_three_answers(measured):
-    v = explain.verdicts(*measured)
+    v = narrate.verdicts(explain.claim_evidence(*measured))
     assert [x.answer for x in v] == ["Answer 1", "Answer 2", "Answer 3"]
     assert [x.verdict for x in v] == ["Confirmed", "Refuted", "Half-true"]
     assert [p[1] for p in v[2].parts] == ["Refuted", "Refuted", "Confirmed"]
     for x in v:
-        assert x.verdict in explain.VERDICTS and x.evidence
+        assert x.verdict in narrate.VERDICTS and x.evidence
 
 
 def test_verdicts_change_when_the_measurements_do(measured):
@@ -228,11 +237,15 @@ def test_verdicts_change_when_the_measurements_do(measured):
     # Pretend saturation did nothing to the gradient and the big RNN did not explode:
     sat["vanishing_ratio"] = sat.loc[0, "vanishing_ratio"]
     sat.loc[4, "vanishing_ratio"] = 1.0
-    assert explain.verdicts(rnn, lstm, forget, sat)[2].parts[0][1] == "Confirmed"
+    checks = explain.claim_evidence(rnn, lstm, forget, sat)["checks"]
+    assert not checks["saturation_kills"] and not checks["bounded_explodes"]
+    assert narrate.verdicts(explain.claim_evidence(rnn, lstm, forget, sat))[2].parts[0][1] == \
+        "Confirmed"
     # Pretend the forget gate made no difference:
     forget = forget.copy()
     forget["cell_ratio"] = forget.loc[0, "cell_ratio"]
-    assert explain.verdicts(rnn, lstm, forget, sat)[0].verdict == "Refuted"
+    assert not explain.claim_evidence(rnn, lstm, forget, sat)["checks"]["gate_sets_gain"]
+    assert narrate.verdicts(explain.claim_evidence(rnn, lstm, forget, sat))[0].verdict == "Refuted"
 
 
 def test_decay_curves_frame(measured):
@@ -304,26 +317,6 @@ def test_trained_vs_init_reads_the_saved_weights(tiny_run):
     assert tv["init"]["ratio"] == pytest.approx(ref["vanishing_ratio"], rel=1e-5)
     # six Adam steps moved the weights, so the trained numbers differ
     assert tv["trained"]["gate_mean"] != tv["init"]["gate_mean"]
-
-
-def test_sentences_follow_the_numbers(measured):
-    rnn, lstm, forget, _ = measured
-    loose = explain.rnn_sentence(dict(rnn, w_norm=1.2, bound_full=1e6, jac_one_step=1.1))
-    assert "1.2 > 1" in loose and "stretch" in loose
-    tight = explain.rnn_sentence(dict(rnn, w_norm=0.9, bound_full=0.1, jac_one_step=0.8))
-    assert "0.9 ≤ 1" in tight and "stretch" not in tight
-    assert explain.lstm_sentence(dict(lstm, cell_ratio=1e-9)).startswith(
-        "**At initialisation the LSTM's gradient vanishes too.**")
-    assert "vanishes too" not in explain.lstm_sentence(dict(lstm, cell_ratio=0.5))
-    assert "above 1" in explain.forget_sentence(forget.assign(
-        cell_ratio=[1e-9, 1e-5, 0.5, 2.0]))
-    side = dict(gate_mean=0.5, gate_max_unit=0.55, units_open=0, units=8, carry_gain=1e-9,
-                reach=10, ratio=1e-9, cell_ratio=1e-9)
-    opened = dict(side, gate_max_unit=0.98, units_open=1, carry_gain=0.4, reach=50)
-    assert "opened the gate" in explain.trained_sentence(
-        {"gate": "f", "init": side, "trained": opened})
-    assert "has not opened" in explain.trained_sentence(
-        {"gate": "f", "init": side, "trained": side})
 
 
 def test_trained_vs_init_reports_unreadable_weights(tiny_run, tmp_path):
