@@ -18,6 +18,11 @@ Two ways to run the same weights:
 
 Notation follows torch's documentation: x_t input, h_t hidden state, c_t cell
 state, σ the logistic sigmoid, ⊙ the element-wise product.
+
+Gate initialisation (``gate_init``, LSTM and GRU): ``"default"`` keeps torch's
+uniform ±1/√H biases; ``"chrono"`` is the chrono initialisation of Tallec &
+Ollivier 2018 ("Can recurrent neural networks warp time?", ICLR), see
+:func:`chrono_bias` for the formula and each layer's docstring for what it sets.
 """
 
 from __future__ import annotations
@@ -49,6 +54,63 @@ class Unrolled:
 def _input_projection(layer: nn.RNNBase, x: Tensor) -> Tensor:
     """W_ih x_t + b_ih for every step at once: one matmul instead of T."""
     return torch.nn.functional.linear(x, layer.weight_ih_l0, layer.bias_ih_l0)
+
+
+GATE_INITS = ("default", "chrono")
+
+
+def chrono_bias(hidden_size: int, t_max: int) -> Tensor:
+    """Chrono's carry-gate bias: b = log u per unit, u ~ U(1, T_max − 1), as a
+    (hidden_size,) float64 tensor with values in [log 1, log(T_max − 1)] = [0, log(T_max − 1)].
+
+    Why this law (Tallec & Ollivier 2018, section 3). A gated cell at init, with its
+    input gate tied to its carry gate, i = 1 − f, is a leaky integrator
+
+    .. math::
+        c_t = f ⊙ c_{t−1} + (1 − f) ⊙ g_t,
+
+    which forgets with a characteristic time τ = 1 / (1 − f) steps. With b = log u
+    and f = σ(b):
+
+    .. math::
+        f = σ(\\log u) = u / (1 + u), \\quad 1 − f = 1 / (1 + u) = σ(−\\log u),
+        \\quad τ = 1 + u ∈ [2, T_max],
+
+    so u ~ U(1, T_max − 1) spreads the units' memory times uniformly over the range of
+    lags the task may need, up to T_max (the recurrent weights' own contribution to the
+    pre-activation is small at init, ±1/√H per weight). 1 − σ(b) = σ(−b) is why the
+    input bias is −b: that makes i = 1 − f at init.
+
+    The draw has a generator of its own, seeded from torch's global RNG *without
+    advancing it*: it is fixed by the seed the model is built under
+    (:func:`core.train.make_model` seeds from ``TrainConfig.seed``), and every other
+    weight comes out the same as at default init with that seed, so a default and a
+    chrono model of one seed differ in these biases only.
+    """
+    if t_max < 2:
+        raise ValueError(f"chrono_tmax must be at least 2, got {t_max}")
+    with torch.random.fork_rng(devices=[]):
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    u = torch.empty(hidden_size, dtype=torch.float64).uniform_(
+        1.0, float(t_max) - 1.0, generator=torch.Generator().manual_seed(seed))
+    return u.log()
+
+
+def _check_gate_init(gate_init: str, chrono_tmax: int | None) -> None:
+    if gate_init not in GATE_INITS:
+        raise ValueError(f"gate_init must be one of {', '.join(GATE_INITS)}, got {gate_init!r}")
+    if gate_init == "chrono" and chrono_tmax is None:
+        raise ValueError("gate_init='chrono' needs chrono_tmax (the longest lag, e.g. the task's T)")
+    if gate_init != "chrono" and chrono_tmax is not None:
+        raise ValueError("chrono_tmax applies to gate_init='chrono' only")
+
+
+@torch.no_grad()
+def _set_bias(layer: nn.RNNBase, rows: slice, value: Tensor) -> None:
+    """Make b_ih + b_hh = value on ``rows``: the value goes in b_ih, b_hh is zeroed there
+    (torch adds the two bias vectors, so only their sum acts; as ``forget_bias`` does)."""
+    layer.bias_ih_l0[rows] = value.to(layer.bias_ih_l0.dtype)
+    layer.bias_hh_l0[rows] = 0.0
 
 
 def _check_input(layer: nn.RNNBase, x: Tensor) -> None:
@@ -136,9 +198,25 @@ class LSTMLayer(nn.LSTM):
 
     Options:
       forget_bias: if given, the forget-gate bias is initialised so that
-        b_if + b_hf = forget_bias (Jozefowicz et al. 2015 recommend 1.0).
+        b_if + b_hf = forget_bias (Jozefowicz et al. 2015 recommend 1.0). The
+        input gate keeps torch's default bias.
       no_forget_gate: f_t ≡ 1, the 1997 constant error carousel (c_t = c_{t−1} + i_t ⊙ g_t).
       coupled_gates: CIFG (Greff et al. 2017), i_t = 1 − f_t.
+      gate_init: "default" (torch's biases) or "chrono" (Tallec & Ollivier 2018), with
+        chrono_tmax = T_max. Chrono draws u ~ U(1, T_max − 1) per unit (:func:`chrono_bias`)
+        and sets, as sums b_ih + b_hh (the value in b_ih, b_hh zeroed on those rows):
+
+        * standard LSTM: b_f = log u and b_i = −log u, so f = u/(1+u) and i = 1/(1+u) = 1 − f:
+          each unit starts as a leaky integrator with memory time 1 + u ∈ [2, T_max],
+          and each step's input enters with weight i ≤ 1/2.
+        * no forget gate (f ≡ 1): only the input-gate part applies, b_i = −log u, so
+          i ∈ [1/T_max, 1/2]: the cell still never forgets, but it takes in each step's
+          g at most half (units with large u only 1/T_max), as the 1997 LSTM's negative
+          input-gate biases did. The unused forget row keeps torch's default.
+        * CIFG (i = 1 − f): only b_f = log u; the tie gives i = σ(−log u) = 1/(1+u),
+          chrono's input gate exactly. The unused input row keeps torch's default.
+
+        forget_bias and chrono both set b_f: giving both is an error.
     The forget/input gate rows stay in the parameters (so the layout matches
     torch.nn.LSTM) but are unused when a variant removes that gate.
     """
@@ -150,18 +228,32 @@ class LSTMLayer(nn.LSTM):
         forget_bias: float | None = None,
         no_forget_gate: bool = False,
         coupled_gates: bool = False,
+        gate_init: str = "default",
+        chrono_tmax: int | None = None,
     ):
         super().__init__(input_size, hidden_size, batch_first=True)
         if no_forget_gate and coupled_gates:
             raise ValueError("no_forget_gate and coupled_gates cannot both be set")
+        _check_gate_init(gate_init, chrono_tmax)
+        if gate_init == "chrono" and forget_bias is not None:
+            raise ValueError("forget_bias cannot be combined with gate_init='chrono', which "
+                             "draws the forget bias itself; give one or the other")
         self.forget_bias = forget_bias
         self.no_forget_gate = no_forget_gate
         self.coupled_gates = coupled_gates
+        self.gate_init = gate_init
+        self.chrono_tmax = chrono_tmax
+        H = hidden_size
         if forget_bias is not None:
-            H = hidden_size
             with torch.no_grad():
                 self.bias_ih_l0[H : 2 * H].fill_(forget_bias)
                 self.bias_hh_l0[H : 2 * H].zero_()
+        if gate_init == "chrono":
+            log_u = chrono_bias(H, chrono_tmax)
+            if not no_forget_gate:
+                _set_bias(self, slice(H, 2 * H), log_u)  # b_f = log u:  f = u / (1 + u)
+            if not coupled_gates:
+                _set_bias(self, slice(0, H), -log_u)  # b_i = −log u:  i = 1 / (1 + u) = 1 − f
 
     @property
     def uses_fused(self) -> bool:
@@ -236,10 +328,34 @@ class GRULayer(nn.GRU):
 
     ∂h_t/∂h_{t−1} contains the additive term diag(z_t): with z_t → 1 the state
     (and its gradient) is carried across steps unchanged.
+
+    Chrono (``gate_init="chrono"``, T_max = ``chrono_tmax``), derived for this
+    convention. Leave out the recurrent weights' small contribution at init; then
+
+    .. math::
+        h_t = z ⊙ h_{t−1} + (1 − z) ⊙ n_t
+
+    is the LSTM's leaky integrator c_t = f ⊙ c_{t−1} + i ⊙ g_t with z in the place of
+    the forget (carry) gate f, n_t in the place of g_t, and 1 − z in the place of the
+    input gate i, already tied as chrono wants it (i = 1 − f). So the whole of chrono
+    is one bias: b_z = log u, u ~ U(1, T_max − 1) per unit (:func:`chrono_bias`), which
+    gives z = u/(1+u), a memory time 1/(1 − z) = 1 + u ∈ [2, T_max], and an input
+    weight 1 − z = σ(−log u) = 1/(1+u): the −b_f of the LSTM's input gate comes free.
+    There is no separate input gate to set; b_r and b_n keep torch's defaults. (In
+    Cho et al.'s own convention, h = (1 − z) h_{t−1} + z ñ, the sign flips: b_z = −log u.)
+    The value is the sum b_iz + b_hz: it goes in b_ih's z rows (rows H..2H−1, torch's
+    order r, z, n) and b_hh's z rows are zeroed.
     """
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, gate_init: str = "default",
+                 chrono_tmax: int | None = None):
         super().__init__(input_size, hidden_size, batch_first=True)
+        _check_gate_init(gate_init, chrono_tmax)
+        self.gate_init = gate_init
+        self.chrono_tmax = chrono_tmax
+        if gate_init == "chrono":
+            H = hidden_size
+            _set_bias(self, slice(H, 2 * H), chrono_bias(H, chrono_tmax))  # b_z = log u
 
     @property
     def uses_fused(self) -> bool:

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from core.models import ARCH_OPTIONS, ARCHS
+from core.models import ARCH_OPTIONS, ARCHS, GATE_INITS
 from core.tasks import TASK_NAMES, make_task
 
 
@@ -62,6 +62,13 @@ FIELDS: tuple[Field, ...] = (
     Field("no_forget_gate", bool, False, "LSTM with f ≡ 1 (the 1997 constant error carousel)",
           applies_to=("lstm",)),
     Field("coupled_gates", bool, False, "LSTM CIFG: input gate i = 1 − f", applies_to=("lstm",)),
+    Field("gate_init", str, "default",
+          "LSTM/GRU gate biases at init: torch's default, or chrono (Tallec & Ollivier 2018: "
+          "b_f = log u, b_i = −log u, u ~ U(1, T_max − 1) per unit; GRU: b_z = log u)",
+          choices=GATE_INITS, applies_to=("lstm", "gru")),
+    Field("chrono_tmax", int, None, "chrono's T_max, the longest lag its gates are set for "
+          "(empty: the task's sequence length)", 2, 10_000, optional=True,
+          applies_to=("lstm", "gru")),
     Field("init", str, "default", "RNN recurrent weight init", choices=RNN_INITS,
           applies_to=("rnn_tanh", "rnn_relu")),
     Field("spectral_radius", float, None, "RNN: rescale W_hh to this spectral radius",
@@ -144,6 +151,8 @@ class TrainConfig:
     forget_bias: float | None = None
     no_forget_gate: bool = False
     coupled_gates: bool = False
+    gate_init: str = "default"
+    chrono_tmax: int | None = None
     init: str = "default"
     spectral_radius: float | None = None
     batch_size: int = 64
@@ -173,6 +182,12 @@ class TrainConfig:
         out = {}
         if self.no_forget_gate and self.coupled_gates:
             out["coupled_gates"] = "cannot be combined with no_forget_gate"
+        # Both set the forget bias: refuse rather than let one silently win.
+        if self.gate_init == "chrono" and self.forget_bias is not None and "forget_bias" not in errors:
+            out["forget_bias"] = ("cannot be combined with gate_init chrono, which draws the "
+                                  "forget bias itself; give one or the other")
+        if self.chrono_tmax is not None and self.gate_init != "chrono" and "chrono_tmax" not in errors:
+            out["chrono_tmax"] = "applies to gate_init chrono only"
         for f in FIELDS:
             if f.applies_to is None or f.name in errors or f.applies_to[0] in TASK_NAMES:
                 continue
@@ -205,8 +220,15 @@ class TrainConfig:
         return make_task(self.task, self.seq_len, **self.task_options())
 
     def model_options(self) -> dict:
-        """The options of this config's architecture, for :func:`core.models.build_model`."""
-        return {k: getattr(self, k) for k in ARCH_OPTIONS[self.arch]}
+        """The options of this config's architecture, for :func:`core.models.build_model`.
+
+        Chrono's T_max left empty becomes the task's number of steps per sequence: its
+        sequence length T (for copy, T + 20, just above its longest lag, T + 10).
+        """
+        options = {k: getattr(self, k) for k in ARCH_OPTIONS[self.arch]}
+        if options.get("gate_init") == "chrono" and options.get("chrono_tmax") is None:
+            options["chrono_tmax"] = self.make_task().steps
+        return options
 
     def label(self) -> str:
         """A short human name for this model variant, e.g. 'lstm (forget bias 1)'."""
@@ -218,7 +240,9 @@ class TrainConfig:
                 extras.append("CIFG")
             if self.forget_bias is not None:
                 extras.append(f"forget bias {self.forget_bias:g}")
-        elif self.arch.startswith("rnn"):
+        if self.gate_init == "chrono":
+            extras.append("chrono init" + (f" T_max {self.chrono_tmax}" if self.chrono_tmax else ""))
+        if self.arch.startswith("rnn"):
             if self.init != "default":
                 extras.append(f"{self.init} init")
             if self.spectral_radius is not None:

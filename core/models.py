@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.cells import GRULayer, LSTMLayer, RNNLayer, Unrolled
+from core.cells import GATE_INITS, GRULayer, LSTMLayer, RNNLayer, Unrolled
 
 ARCHS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 
@@ -19,9 +19,12 @@ ARCHS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 ARCH_OPTIONS = {
     "rnn_tanh": ("init", "spectral_radius"),
     "rnn_relu": ("init", "spectral_radius"),
-    "lstm": ("forget_bias", "no_forget_gate", "coupled_gates"),
-    "gru": (),
+    "lstm": ("forget_bias", "no_forget_gate", "coupled_gates", "gate_init", "chrono_tmax"),
+    "gru": ("gate_init", "chrono_tmax"),
 }
+# Option values that are the same as leaving the option out, for any arch.
+_HARMLESS = {"gate_init": "default"}
+__all__ = ["ARCHS", "ARCH_OPTIONS", "GATE_INITS", "SequenceModel", "build_model"]
 
 
 class SequenceModel(nn.Module):
@@ -53,8 +56,8 @@ def build_model(
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
     options = {k: v for k, v in options.items() if v is not None}
     unknown = set(options) - set(ARCH_OPTIONS[arch])
-    # Boolean flags left at False are harmless for any arch.
-    unknown = {k for k in unknown if options[k] is not False}
+    # Boolean flags left at False (and gate_init "default") are harmless for any arch.
+    unknown = {k for k in unknown if options[k] is not False and _HARMLESS.get(k) != options[k]}
     if unknown:
         raise ValueError(
             f"option(s) {', '.join(sorted(unknown))} do not apply to {arch}; "
@@ -66,5 +69,5 @@ def build_model(
     elif arch == "lstm":
         layer = LSTMLayer(input_size, hidden_size, **options)
     else:
-        layer = GRULayer(input_size, hidden_size)
+        layer = GRULayer(input_size, hidden_size, **options)
     return SequenceModel(arch, layer, output_size)

@@ -48,7 +48,7 @@ def _load_into_state(prefix: str, config: TrainConfig) -> None:
 
 
 def _optional_default(name: str) -> float:
-    return {"forget_bias": 1.0, "spectral_radius": 1.0, "clip": 1.0}[name]
+    return {"forget_bias": 1.0, "spectral_radius": 1.0, "clip": 1.0, "chrono_tmax": 100}[name]
 
 
 def _apply_preset(prefix: str) -> None:
