@@ -58,7 +58,6 @@ Public functions:
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 import weakref
@@ -68,7 +67,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import native
+from core import native, settings
 from core.models import SequenceModel
 from core.probe import ProbeResult, summarise_arrays
 from core.tasks import Task
@@ -77,7 +76,7 @@ Tensor = torch.Tensor
 
 #: Escape hatch: when True the trainer uses the reference probe (core.probe.probe)
 #: and torch.nn's fused module for every step, never this module.
-REFERENCE = os.environ.get("RNNLAB_REFERENCE_PROBE", "").strip().lower() not in ("", "0", "false", "no")
+REFERENCE: bool = settings.get("RNNLAB_REFERENCE_PROBE")
 
 #: Architectures whose plain training step is faster here than through torch.nn
 #: (measured by ``python -m bench``, see BENCHMARKS.md): torch.nn's GRU and RNN

@@ -1,8 +1,9 @@
-"""Command line: ``python -m core train|runs|sweep``.
+"""Command line: ``python -m core train|runs|sweep|settings``.
 
 ``train`` takes every TrainConfig field as a flag (built from ``core.config.FIELDS``,
 so flags, ranges and defaults are stated once), prints progress on stderr and,
-at the end, exactly one JSON line on stdout.
+at the end, exactly one JSON line on stdout. ``settings`` prints the effective value of
+each ``RNNLAB_*`` setting (``--markdown``: the table in README.md, see core.settings).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import sys
 import time
 
+from core import settings
 from core.config import FIELDS, ConfigError, TrainConfig
 from core.runs import RunError, RunStore
 
@@ -121,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="runs directory")
     r.add_argument("--json", action="store_true", help="print JSON records")
     r.set_defaults(func=cmd_runs)
+    e = sub.add_parser("settings", help="the RNNLAB_* environment settings and their values")
+    e.add_argument("--markdown", action="store_true", help="print README's table of every setting")
+    e.set_defaults(func=lambda a: settings.main(["--markdown"] if a.markdown else []))
     try:
         from core.sweep import add_sweep_arguments, sweep_main
     except ImportError:  # the sweep module is optional at import time
@@ -136,6 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except RunError as e:
+    except (RunError, settings.SettingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from core import settings
 from core.models import ARCH_OPTIONS, ARCHS, GATE_INITS
 from core.tasks import TASK_NAMES, make_task
 
@@ -281,27 +282,19 @@ def parse_config(d: dict, base: TrainConfig | None = None) -> tuple[TrainConfig,
 
 
 # Per-session limits of a shared deployment (tighter than FIELDS' ranges, which are
-# what the library accepts). Each can be set by an environment variable.
+# what the library accepts): the setting (core.settings: default, range) of each field.
 LIMIT_ENV = {
-    "seq_len": ("RNNLAB_MAX_SEQ_LEN", 500),
-    "hidden_size": ("RNNLAB_MAX_HIDDEN", 256),
-    "batch_size": ("RNNLAB_MAX_BATCH", 256),
-    "steps": ("RNNLAB_MAX_STEPS", 20_000),
-    "eval_size": ("RNNLAB_MAX_EVAL_SIZE", 2_000),
+    "seq_len": "RNNLAB_MAX_SEQ_LEN",
+    "hidden_size": "RNNLAB_MAX_HIDDEN",
+    "batch_size": "RNNLAB_MAX_BATCH",
+    "steps": "RNNLAB_MAX_STEPS",
+    "eval_size": "RNNLAB_MAX_EVAL_SIZE",
 }
 
 
 def app_limits() -> dict[str, int]:
-    """{field: maximum} for a shared server, from the environment or the defaults above."""
-    import os
-
-    out = {}
-    for name, (env, default) in LIMIT_ENV.items():
-        try:
-            out[name] = max(1, int(os.environ.get(env, default)))
-        except ValueError:
-            out[name] = default
-    return out
+    """{field: maximum} for a shared server, from the environment now (core.settings)."""
+    return {name: settings.get(env) for name, env in LIMIT_ENV.items()}
 
 
 def enforce_limits(config: TrainConfig, limits: dict[str, int] | None = None

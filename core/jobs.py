@@ -18,17 +18,14 @@ workshop users shares two cores); a job waiting for a slot reports status
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 
+from core import settings
 from core.config import TrainConfig
 from core.runs import RunData, RunError, RunStore, RunWriter
 from core.train import EndRecord, Trainer, run_lockstep
-
-MAX_TRAININGS_ENV = "RNNLAB_MAX_TRAININGS"
-
 
 class Background:
     """Thread lifecycle shared by background jobs: ``start`` runs ``self._main`` on a
@@ -109,10 +106,7 @@ class Slots:
 
 def default_capacity() -> int:
     """Concurrent trainings per process: $RNNLAB_MAX_TRAININGS, else one per core."""
-    try:
-        return max(1, int(os.environ.get(MAX_TRAININGS_ENV, "")))
-    except ValueError:
-        return max(1, os.cpu_count() or 1)
+    return settings.get("RNNLAB_MAX_TRAININGS")
 
 
 GLOBAL_SLOTS = Slots(default_capacity())
@@ -333,10 +327,7 @@ class JobRegistry:
 
 def default_grace() -> float:
     """Seconds a released job keeps training: $RNNLAB_RELEASE_GRACE_S, else 30."""
-    try:
-        return max(0.0, float(os.environ.get("RNNLAB_RELEASE_GRACE_S", "30")))
-    except ValueError:
-        return 30.0
+    return settings.get("RNNLAB_RELEASE_GRACE_S")
 
 
 GLOBAL_REGISTRY = JobRegistry(default_grace())

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import settings
 from core.config import ConfigError, TrainConfig, parse_config
 from core.train import EndRecord, EvalRecord, ProbeRecord, Record, StepRecord
 
-RUNS_DIR_ENV = "RNNLAB_RUNS_DIR"
 STATUSES = ("queued", "running", "finished", "stopped", "diverged", "interrupted")
 STALE_AFTER_S = 30.0
 # Directories under the root that are not runs (sweeps live in root/sweeps/).
@@ -58,7 +58,8 @@ class RunError(Exception):
 
 
 def default_root() -> Path:
-    return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
+    """The run store's root: $RNNLAB_RUNS_DIR, else ``runs`` (see core.settings)."""
+    return settings.get("RNNLAB_RUNS_DIR")
 
 
 def new_run_id(config: TrainConfig) -> str:

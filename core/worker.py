@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from core import settings
+
 _HEADER = struct.Struct(">I")
 BATCH_S = 0.2  # records wait at most this long in the child before they are sent
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,8 +68,8 @@ def _child_main() -> int:
     torch.set_num_threads(1)
     try:
         # Training yields the CPU to the web server: pages stay responsive under load.
-        os.nice(int(os.environ.get("RNNLAB_WORKER_NICE", "10")))
-    except (OSError, ValueError):
+        os.nice(settings.get("RNNLAB_WORKER_NICE"))
+    except OSError:
         pass
     warm_up()
     stdin, out = sys.stdin.buffer, sys.stdout.buffer
@@ -232,7 +234,7 @@ class WorkerPool:
             w.close(timeout=2)
 
 
-POOL = WorkerPool(spares=int(os.environ.get("RNNLAB_SPARE_WORKERS", "1") or 1))
+POOL = WorkerPool(spares=settings.get("RNNLAB_SPARE_WORKERS"))
 
 
 if __name__ == "__main__":

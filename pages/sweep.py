@@ -4,7 +4,7 @@ import os
 
 import streamlit as st
 
-from core import charts
+from core import charts, settings
 from core.sweep import SWEEP_PRESETS, SweepError, SweepSpec, list_sweeps, load_sweep, summarise_sweep
 from core.sweep_job import SweepJob
 from core.tasks import TASK_NAMES
@@ -13,7 +13,7 @@ from ui.bootstrap import ensure_app
 
 ensure_app("sweep")
 
-MAX_CELLS = int(os.environ.get("RNNLAB_MAX_SWEEP_RUNS", "120"))
+MAX_CELLS = settings.get("RNNLAB_MAX_SWEEP_RUNS")
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "lstm:forget_bias=1",
             "lstm:no_forget_gate=true", "lstm:coupled_gates=true"]
 LENGTHS = [5, 10, 20, 30, 50, 75, 100, 150, 200, 300]

@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
+from core import settings
 from core.jobs import GLOBAL_REGISTRY, TrainingJob
 from core.runs import RunData, RunError, RunStore
 
@@ -53,17 +52,10 @@ class LimitReached(Exception):
     """A per-session or per-server cap refuses a new training; the message says which."""
 
 
-def _int_env(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
-
-
 def max_stored_runs() -> int:
     """The cap on runs in the store ($RNNLAB_MAX_STORED_RUNS, default 500): trainings
     and uploads are refused beyond it so one visitor cannot fill the disk."""
-    return _int_env("RNNLAB_MAX_STORED_RUNS", 500)
+    return settings.get("RNNLAB_MAX_STORED_RUNS")
 
 
 def start_job(page: str, configs) -> TrainingJob:
@@ -74,7 +66,7 @@ def start_job(page: str, configs) -> TrainingJob:
     ($RNNLAB_MAX_STORED_RUNS, default 500), so one visitor cannot fill the disk.
     """
     jobs = session_jobs()
-    per_session = _int_env("RNNLAB_MAX_RUNS_PER_SESSION", 50)
+    per_session = settings.get("RNNLAB_MAX_RUNS_PER_SESSION")
     if jobs.started + len(configs) > per_session:
         raise LimitReached(f"This session has started {jobs.started} runs, the limit on this "
                            f"server is {per_session}. Reload the page to start a new session.")
@@ -83,8 +75,7 @@ def start_job(page: str, configs) -> TrainingJob:
         raise LimitReached(f"The run store is full ({stored} runs): delete runs on the Runs "
                            "page first.")
     # Trainings run in child processes ($RNNLAB_WORKER=thread keeps them in-process).
-    mode = "thread" if os.environ.get("RNNLAB_WORKER") == "thread" else "process"
-    job = TrainingJob(list(configs), store=run_store(), mode=mode).start()
+    job = TrainingJob(list(configs), store=run_store(), mode=settings.get("RNNLAB_WORKER")).start()
     jobs.started += len(configs)
     GLOBAL_REGISTRY.register(job)
     session_jobs().set(page, job)

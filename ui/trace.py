@@ -25,9 +25,11 @@ waiting, for the GIL or for a core.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
+from pathlib import Path
+
+from core import settings
 
 #: Widget keys whose changes are traced: the pages' "Log-scale loss" toggles.
 TRACED_SUFFIX = "_log"
@@ -37,8 +39,9 @@ _lock = threading.Lock()
 _installed = False
 
 
-def enabled() -> str | None:
-    return os.environ.get("RNNLAB_TRACE_CLICKS") or None
+def enabled() -> Path | None:
+    """The trace file ($RNNLAB_TRACE_CLICKS), or None: not tracing."""
+    return settings.get("RNNLAB_TRACE_CLICKS")
 
 
 def install() -> None:

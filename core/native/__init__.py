@@ -56,8 +56,10 @@ _state: dict = {"loaded": False, "lib": None, "status": "not loaded yet"}
 
 
 def enabled() -> bool:
-    """False when $RNNLAB_NATIVE is 0/false/no: always the Python loops."""
-    return os.environ.get("RNNLAB_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+    """False when $RNNLAB_NATIVE is 0/false/no/off: always the Python loops."""
+    from core import settings
+
+    return settings.get("RNNLAB_NATIVE")
 
 
 def status() -> str:
@@ -157,7 +159,9 @@ def _gemm_pointers() -> dict[torch.dtype, int]:
 
 
 def _cache_dir() -> Path:
-    for candidate in (os.environ.get("RNNLAB_NATIVE_CACHE"),
+    from core import settings
+
+    for candidate in (settings.get("RNNLAB_NATIVE_CACHE"),
                       os.environ.get("XDG_CACHE_HOME") and Path(os.environ["XDG_CACHE_HOME"]) / "rnnlab",
                       Path.home() / ".cache" / "rnnlab",
                       Path(tempfile.gettempdir()) / f"rnnlab-{os.getuid() if hasattr(os, 'getuid') else 0}"):

@@ -9,6 +9,17 @@
 
 Nothing here skips: a missing Chromium or a server that does not come up is an
 error with a message that says so.
+
+Environment variables of the test harness only (the app's own ``RNNLAB_*`` settings
+are in ``core/settings.py`` and README.md, "Settings"; servers started here get
+``RNNLAB_RUNS_DIR``, ``RNNLAB_MAX_TRAININGS`` and whatever a test passes as ``env``):
+
+* ``RNNLAB_CHROMIUM``: the Chromium executable (default ``/usr/bin/chromium``);
+* ``RNNLAB_SCREENSHOT``: a file the Train test saves a mid-run screenshot to
+  (test_e2e_02_train.py; README's picture);
+* ``RNNLAB_LOAD_SESSIONS``: browser sessions of the CI load test (default 4,
+  test_e2e_06_load.py);
+* ``RNNLAB_CLICK_LIMIT_S``: the load test's bound on answering a click (default 10 s).
 """
 
 from __future__ import annotations
