@@ -7,5 +7,5 @@ Sections:
   solve       wall time and steps until the held-out metric is solved, through
               core.train.Trainer (bench/solve.py)
   app, sweep  other engineers' measurements, run when their scripts exist
-              (tests/e2e/measure.py, the core.sweep CLI) (bench/external.py)
+              (tests/e2e/measure.py, the core sweep CLI) (bench/external.py)
 """

@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         result["app"] = {"command": command, "load_start": env.load(), **external.app()}
         save()
     if args.sweep:
-        print("\n## Sweep scaling (python -m core.sweep)")
+        print("\n## Sweep scaling (python -m core sweep)")
         result["sweep"] = {"command": command, "load_start": env.load(), **external.sweep()}
         save()
     save()

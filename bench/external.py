@@ -1,7 +1,7 @@
 """Sections measured by other engineers' scripts, run when those scripts exist.
 
   --app    tests/e2e/measure.py (the app's figures, in a browser)
-  --sweep  the sweep CLI (``python -m core.sweep``) on a small fixed grid with
+  --sweep  the sweep CLI (``python -m core sweep``) on a small fixed grid with
            1 and 2 workers, for its scaling
 
 Each is run as a subprocess; its output is passed through and its wall time
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SCRIPT = ROOT / "tests" / "e2e" / "measure.py"
-SWEEP_MODULE = ROOT / "core" / "sweep.py"
+SWEEP_MODULE = ROOT / "core" / "sweeps"
 
 # A small grid: 3 archs × 2 lengths × 2 seeds = 12 runs of at most 300 steps.
 SWEEP_ARGS = ["--task", "adding", "--archs", "rnn_tanh,lstm,gru", "--seq-lens", "10,20",
@@ -49,13 +49,13 @@ def app(log=print) -> dict:
 
 def sweep(log=print) -> dict:
     if not SWEEP_MODULE.exists():
-        log("--sweep: core/sweep.py does not exist yet; nothing to run")
-        return {"skipped": "core/sweep.py not found"}
+        log("--sweep: core/sweeps/ does not exist yet; nothing to run")
+        return {"skipped": "core/sweeps/ not found"}
     out = {}
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as runs_dir:  # a fresh store: nothing to resume
             out[f"workers_{workers}"] = _run(
-                [sys.executable, "-m", "core.sweep", *SWEEP_ARGS, "--workers", str(workers),
+                [sys.executable, "-m", "core", "sweep", *SWEEP_ARGS, "--workers", str(workers),
                  "--out", runs_dir], log=log)
     w1, w2 = out["workers_1"]["wall_s"], out["workers_2"]["wall_s"]
     out["speedup_2_workers"] = round(w1 / w2, 3) if w2 else None

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--markdown", action="store_true", help="print README's table of every setting")
     e.set_defaults(func=lambda a: settings.main(["--markdown"] if a.markdown else []))
     try:
-        from core.sweep import add_sweep_arguments, sweep_main
+        from core.sweeps.cli import add_sweep_arguments, sweep_main
     except ImportError:  # the sweep module is optional at import time
         pass
     else:

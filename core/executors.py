@@ -1,7 +1,7 @@
 """Sweep backends: where the runs of a sweep execute.
 
 Every backend is a :class:`concurrent.futures.Executor` (``submit`` returns a
-``concurrent.futures.Future``), so :func:`core.sweep.run_sweep` has one code path
+``concurrent.futures.Future``), so :func:`core.sweeps.run_sweep` has one code path
 and collects results with ``concurrent.futures.wait``/``as_completed`` as each
 run finishes, whichever backend ran it.
 
@@ -15,7 +15,7 @@ run finishes, whichever backend ran it.
   ``DASK_SCHEDULER_ADDRESS`` environment variable) or, without either, a
   LocalCluster of ``workers`` single-threaded worker processes. Dask is optional
   (``requirements-dask.txt``) and imported only here, only when chosen. The
-  workers must be able to import this project (``core.sweep``): start a foreign
+  workers must be able to import this project (``core.sweeps``): start a foreign
   cluster's workers from the project directory or with it on ``PYTHONPATH``.
 
 Pitfalls handled here:
@@ -28,7 +28,7 @@ Pitfalls handled here:
 * Streamlit's ``st.cache_resource`` refuses a dask ``Client`` or ``LocalCluster``
   (they are awaitable), so a page caches a :class:`DaskBackend`: a plain object
   holding ``.executor``, ``.client``, ``.cluster``, with ``close()``.
-* The task function must live in an importable module (``core.sweep.run_cell``),
+* The task function must live in an importable module (``core.sweeps.run.run_cell``),
   never in a page or ``__main__``, so that workers can unpickle it by reference.
 * The nanny starts workers with multiprocessing's *spawn*, which re-runs the
   parent's ``__main__.__file__`` in the child. Streamlit (and its ``AppTest``)

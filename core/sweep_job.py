@@ -1,6 +1,6 @@
 """A sweep running on a background thread, for a UI to watch (no Streamlit here).
 
-The thread calls :func:`core.sweep.run_sweep`, which farms the runs out to worker
+The thread calls :func:`core.sweeps.run_sweep`, which farms the runs out to worker
 processes; finished rows arrive through ``on_result`` and are kept here for
 snapshots. Sweeps are heavy (every core), so a server runs one at a time:
 ``SWEEP_SLOTS`` queues the others, visibly.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from core.jobs import Background, Slots
-from core.sweep import SweepSpec, results_frame, run_sweep
+from core.sweeps import SweepSpec, results_frame, run_sweep
 
 SWEEP_SLOTS = Slots(1)
 

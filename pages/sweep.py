@@ -5,7 +5,7 @@ import os
 import streamlit as st
 
 from core import charts, settings
-from core.sweep import SWEEP_PRESETS, SweepError, SweepSpec, list_sweeps, load_sweep, summarise_sweep
+from core.sweeps import SWEEP_PRESETS, SweepError, SweepSpec, list_sweeps, load_sweep, summarise_sweep
 from core.sweep_job import SweepJob
 from core.tasks import TASK_NAMES
 from ui.state import run_store
@@ -124,11 +124,22 @@ if job is not None:
 
 st.divider()
 st.subheader("Past sweeps")
-past = list_sweeps(run_store().root)
-if past.empty:
-    st.info("No sweeps saved yet.")
-else:
-    st.dataframe(past, hide_index=True)
+
+
+# Redrawn every 2 s while a sweep runs: drawn once, the table kept the state it had
+# at the Run click (the sweep's folder barely created) until the sweep ended.
+@st.fragment(run_every=2.0 if running else None)
+def past_sweeps():
+    past = list_sweeps(run_store().root)
+    if past.empty:
+        st.info("No sweeps saved yet.")
+    else:
+        st.dataframe(past, hide_index=True)
+    return past
+
+
+past = past_sweeps()
+if not past.empty:
     chosen = st.selectbox("Open sweep", past["sweep_id"].tolist(), index=None,
                           placeholder="choose a sweep")
     if chosen:

@@ -14,13 +14,14 @@ import os
 import sys
 import threading
 import time
+from statistics import NormalDist
 
 import pandas as pd
 import pytest
 
 from core.config import TrainConfig
 from core.executors import BackendError, LocalBackend, make_executor, reset_malloc_thresholds
-from core.sweep import (
+from core.sweeps import (
     COORD_COLUMNS, RESULT_COLUMNS, RESULTS_FILE, SWEEP_PRESETS, SweepError, SweepSpec,
     add_sweep_arguments, find_preset, list_sweeps, load_sweep, parse_archs, results_frame,
     run_cell, run_sweep, summarise_sweep, sweep_main, sweep_path, wilson_interval,
@@ -57,21 +58,47 @@ def local_run(tmp_path_factory):
 # ------------------------------------------------------------------ statistics
 
 
+def wilson_closed_form(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval written out, independently of SciPy:
+    (p + z²/2n ± z·√(p(1-p)/n + z²/4n²)) / (1 + z²/n), z the normal quantile."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
 @pytest.mark.parametrize("k,n,low,high", [
+    # Newcombe (1998), Statistics in Medicine 17:857, Table II, method 3 (Wilson score)
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611),
+    (1, 29, 0.0061, 0.1718),
+    # small sweeps: 0/5 failures still allow a rate of 43%
     (0, 5, 0.0, 0.4345), (5, 5, 0.5655, 1.0), (5, 10, 0.2366, 0.7634),
     (1, 3, 0.0615, 0.7923), (8, 10, 0.4902, 0.9433),
 ])
-def test_wilson_interval_known_values(k, n, low, high):
+def test_wilson_interval_matches_published_values(k, n, low, high):
     lo, hi = wilson_interval(k, n)
     assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
 
 
+@pytest.mark.parametrize("confidence", [0.8, 0.95, 0.99])
+def test_wilson_interval_matches_the_closed_form(confidence):
+    for n in (1, 2, 3, 5, 7, 10, 30, 100):
+        for k in range(n + 1):
+            lo, hi = wilson_interval(k, n, confidence)
+            want_lo, want_hi = wilson_closed_form(k, n, confidence)
+            assert lo == pytest.approx(want_lo, abs=1e-12), (k, n)
+            assert hi == pytest.approx(want_hi, abs=1e-12), (k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0
+            assert type(lo) is float and type(hi) is float  # plain floats, not numpy's
+
+
 def test_wilson_interval_edges():
-    assert wilson_interval(0, 0) == (0.0, 1.0)
-    lo, hi = wilson_interval(3, 7, z=0.0)
-    assert lo == pytest.approx(3 / 7) and hi == pytest.approx(3 / 7)
-    with pytest.raises(ValueError):
-        wilson_interval(4, 3)
+    assert wilson_interval(0, 0) == (0.0, 1.0)  # no finished run: nothing known
+    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
+    for k, n in ((4, 3), (-1, 3), (1, 0)):
+        with pytest.raises(ValueError):
+            wilson_interval(k, n)
 
 
 def test_summarise_sweep_rates_and_intervals():
@@ -298,15 +325,15 @@ def test_stop_then_resume_loses_no_work(local_run, tmp_path):
 
 
 def test_a_sweep_cannot_run_twice_at_once(tmp_path):
-    from core.sweep import _SweepLock
+    from core.sweeps.store import SweepLock
 
     path = tmp_path / "s"
     path.mkdir()
-    with _SweepLock(path, "s"):
+    with SweepLock(path, "s"):
         with pytest.raises(SweepError, match="already running"):
-            with _SweepLock(path, "s"):
+            with SweepLock(path, "s"):
                 pass
-    with _SweepLock(path, "s"):  # released
+    with SweepLock(path, "s"):  # released
         pass
 
 

@@ -1,0 +1,34 @@
+"""Ready-made sweeps: the grids the README, the CLI (--preset) and the Sweep page offer.
+
+Each asks one question of the architectures (how far back can each learn? what
+does the forget gate buy?). The demo is the smallest: about 4 1/2 minutes with
+two workers on a quiet machine (BENCHMARKS.md, "Sweeps").
+"""
+
+from __future__ import annotations
+
+from core.sweeps.spec import SweepError, SweepSpec
+
+DEMO_PRESET = "demo: 3 archs × T 10,20,50,100 × 3 seeds on adding"
+SWEEP_PRESETS: dict[str, SweepSpec] = {
+    DEMO_PRESET: SweepSpec(tasks=("adding",), variants=("rnn_tanh", "lstm", "gru"),
+                           seq_lens=(10, 20, 50, 100), seeds=3, steps=2000),
+    "RNN vs LSTM vs GRU on adding, T = 10…200, 5 seeds": SweepSpec(
+        tasks=("adding",), variants=("rnn_tanh", "lstm", "gru"),
+        seq_lens=(10, 20, 50, 100, 200), seeds=5, steps=3000),
+    "LSTM forget gate: none vs default vs bias 1 on adding, T = 20…200, 3 seeds": SweepSpec(
+        tasks=("adding",),
+        variants=("lstm", "lstm:forget_bias=1", "lstm:no_forget_gate=true"),
+        seq_lens=(20, 50, 100, 200), seeds=3, steps=3000),
+}
+
+
+def find_preset(name: str) -> tuple[str, SweepSpec]:
+    """A preset by its title or any unambiguous case-insensitive part of it ("demo")."""
+    if name in SWEEP_PRESETS:
+        return name, SWEEP_PRESETS[name]
+    hits = [k for k in SWEEP_PRESETS if name.lower() in k.lower()]
+    if len(hits) != 1:
+        raise SweepError(f"no single preset matches {name!r}; presets: "
+                         + "; ".join(SWEEP_PRESETS))
+    return hits[0], SWEEP_PRESETS[hits[0]]
