@@ -7,9 +7,9 @@ import gc
 
 import streamlit as st
 
+from core import settings
 from core.train import warm_up
 from core.worker import POOL
-from ui import trace
 from ui.bootstrap import mark_app_run, resume_intended_page
 
 st.set_page_config(page_title="RNN Gradient Lab", page_icon=":material/science:", layout="wide")
@@ -21,7 +21,10 @@ def _once_per_server() -> None:
     (gc.freeze), so collections scan only what pages allocate."""
     warm_up()
     POOL.prestart()
-    trace.install()  # only with RNNLAB_TRACE_CLICKS set (the load test)
+    if settings.get("RNNLAB_TRACE_CLICKS"):  # the load test only (tests/e2e/load.py)
+        from ui import trace
+
+        trace.install()
     gc.freeze()
 
 

@@ -116,8 +116,11 @@ def test_heatmap_b_follows_the_latest_probe_until_the_user_scrubs_back(runs_dir)
 
 def test_click_trace_notes_the_log_toggle_only_when_switched_on(runs_dir, tmp_path, monkeypatch):
     """ui/trace.py (the load test's server-side click timing): off by default; with
-    RNNLAB_TRACE_CLICKS set, a change of "Log-scale loss" appends one JSON line."""
+    RNNLAB_TRACE_CLICKS set and the trace installed from outside (app.py does it then),
+    a change of "Log-scale loss" appends one JSON line."""
     import json
+
+    from ui import trace
 
     trace_file = tmp_path / "clicks.jsonl"
     at = AppTest.from_file(page_path("train"), default_timeout=60)
@@ -129,9 +132,15 @@ def test_click_trace_notes_the_log_toggle_only_when_switched_on(runs_dir, tmp_pa
     assert not trace_file.exists()  # off: nothing written
 
     monkeypatch.setenv("RNNLAB_TRACE_CLICKS", str(trace_file))
-    at.run()  # first traced run: remembers the value, notes nothing
-    at.toggle(key="train_log").set_value(False).run()
+    trace.install()  # what app.py does when the variable is set
+    try:
+        at.run()  # first traced run: remembers the value, notes nothing
+        at.toggle(key="train_log").set_value(False).run()
+    finally:
+        trace.uninstall()
     assert not at.exception
     lines = [json.loads(x) for x in trace_file.read_text().splitlines()]
-    assert [x["what"] for x in lines] == ["log toggle"]
-    assert lines[0]["answered"] > 0
+    clicks = [x for x in lines if x["what"] != "run"]  # "run": each script run's times
+    assert [x["what"] for x in clicks] == ["log toggle"]
+    assert clicks[0]["answered"] > clicks[0]["started"] > 0
+    assert {x["kind"] for x in lines if x["what"] == "run"} <= {"full", "fragment"}

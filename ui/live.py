@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections import OrderedDict
 
 import pandas as pd
@@ -30,7 +29,6 @@ from core.narrate import describe_gradient, sci
 from core.probe import summarise
 from core.tasks import example
 from core.runs import RunData
-from ui import trace
 
 REFRESH_S = 1.0
 # A queued page refreshes less often: twenty queued pages redrawing every second
@@ -240,16 +238,11 @@ def run_charts(data: RunData, key: str) -> None:
     s = data.status_copy()
     arch = data.config.arch
     log = st.toggle("Log-scale loss", key=f"{key}_log")
-    t_log = time.time() if trace.enabled() else None  # when the script reached the toggle
     templated_chart(("loss", log, s.get("baseline_loss")) + data_key([data], "metrics", "evals"),
                     f"{key}_loss", ("loss", log),
                     lambda: charts.loss_frames(data.table("metrics"), data.table("evals"),
                                                s.get("baseline_loss"), log_scale=log),
                     lambda frames: charts.loss_layers(frames, log_scale=log))
-    if trace.enabled():  # the load test: the server's part of answering a click
-        if st.session_state.get(f"{key}_log_traced", log) != log:
-            trace.answered("log toggle", started=t_log)
-        st.session_state[f"{key}_log_traced"] = log
     probed = data_key([data], "probes", "gates", "summaries")
     tables = _probe_tables(data, probed) if data.versions()["probes"] else None
     if tables is None:

@@ -20,6 +20,10 @@ Every script run (a whole page or a fragment) also appends its wall and CPU time
 (``{"what": "run", "kind", "started", "wall", "cpu"}``, CPU from
 ``time.thread_time``): a run whose wall time is many times its CPU time spent it
 waiting, for the GIL or for a core.
+
+None of this is in the product's code path: :func:`install` wraps Streamlit's and
+the app's functions from outside, and app.py calls it only when
+``RNNLAB_TRACE_CLICKS`` is set (the load test, tests/e2e/load.py).
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from core import settings
 TRACED_SUFFIX = "_log"
 _received: dict[str, float] = {}
 _values: dict[tuple[str, str], bool] = {}
+_shown: dict[tuple[str, str], bool] = {}  # (session, chart) → the log scale it last showed
 _lock = threading.Lock()
-_installed = False
+_patches: list[tuple[object, str, object]] = []  # (owner, attribute, original): to undo
 
 
 def enabled() -> Path | None:
@@ -45,50 +50,90 @@ def enabled() -> Path | None:
 
 
 def install() -> None:
-    """Wrap Streamlit where the trace looks (once): AppSession.handle_backmsg (a rerun
+    """Wrap, from outside, where the trace looks (once; only with $RNNLAB_TRACE_CLICKS
+    set, app.py calls it only then): Streamlit's AppSession.handle_backmsg (a rerun
     request arrives), Runtime._send_message (a message goes to a socket) and
-    ScriptRunner._run_script (a script run's wall and CPU time)."""
-    global _installed
-    if _installed or not enabled():
+    ScriptRunner._run_script (a script run's wall and CPU time), and the app's
+    ui.live.templated_chart (a page has drawn its loss chart). The product's code has
+    no trace in it. :func:`uninstall` undoes it (tests)."""
+    if _patches or not enabled():
         return
     from streamlit.runtime.app_session import AppSession
+    from streamlit.runtime.runtime import Runtime
+    from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
 
-    original = AppSession.handle_backmsg
+    from ui import live
 
+    _patch(AppSession, "handle_backmsg", _traced_backmsg)
+    _patch(Runtime, "_send_message", _traced_send)
+    _patch(ScriptRunner, "_run_script", _traced_run)
+    _patch(live, "templated_chart", _traced_chart)
+
+
+def uninstall() -> None:
+    """Put back what :func:`install` wrapped."""
+    while _patches:
+        owner, name, original = _patches.pop()
+        setattr(owner, name, original)
+
+
+def _patch(owner, name: str, wrap) -> None:
+    original = getattr(owner, name)
+    _patches.append((owner, name, original))
+    setattr(owner, name, wrap(original))
+
+
+def _traced_backmsg(original):
     def handle_backmsg(self, msg):
         if msg.WhichOneof("type") == "rerun_script":
             _note_changes(self.id, msg.rerun_script.widget_states.widgets, time.time())
         return original(self, msg)
+    return handle_backmsg
 
-    AppSession.handle_backmsg = handle_backmsg
 
-    from streamlit.runtime.runtime import Runtime
-
-    send = Runtime._send_message
-
+def _traced_send(original):
     def _send_message(self, session_info, msg):
         if _is_loss_chart(msg):
             _written(session_info.session.id, time.time())
-        return send(self, session_info, msg)
+        return original(self, session_info, msg)
+    return _send_message
 
-    Runtime._send_message = _send_message
 
-    from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
-
-    run_script = ScriptRunner._run_script
-
+def _traced_run(original):
     def _run_script(self, rerun_data):
         kind = "fragment" if rerun_data.fragment_id_queue else "full"
         wall, cpu = time.time(), time.thread_time()
         try:
-            return run_script(self, rerun_data)
+            return original(self, rerun_data)
         finally:
             _append({"session": self._session_id, "what": "run", "kind": kind, "started": wall,
                      "wall": round(time.time() - wall, 4),
                      "cpu": round(time.thread_time() - cpu, 4)})
+    return _run_script
 
-    ScriptRunner._run_script = _run_script
-    _installed = True
+
+def _traced_chart(original):
+    def templated_chart(cache_key, widget_key, structure, frames, build):
+        started = time.time()  # the page's script has just read its "Log-scale loss" toggle
+        out = original(cache_key, widget_key, structure, frames, build)
+        if structure[:1] == ("loss",):  # ui.live.run_charts' loss chart: ("loss", log scale)
+            _loss_drawn(widget_key, bool(structure[1]), started)
+        return out
+    return templated_chart
+
+
+def _loss_drawn(widget_key: str, log: bool, started: float) -> None:
+    """A page has drawn its loss chart with the log scale ``log``: if this session's chart
+    last showed the other scale, the page has answered a click of its toggle."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    key = (ctx.session_id if ctx else "?", widget_key)
+    with _lock:
+        before = _shown.get(key, log)
+        _shown[key] = log
+    if before != log:
+        answered("log toggle", started=started)
 
 
 def _append(record: dict) -> None:
