@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from core.sweeps.spec import SweepError, SweepSpec
 
+# The pure lag (issue 16): recall, the symbol seen at step 0 reported after T - 1
+# distractors, so no marker at a short lag gives the forget gate a first gradient. The
+# issue's settings: hidden 32, batch 64, Adam lr 0.003. "forget_bias=5" opens f alone
+# (no input-gate bias); "gate_init=chrono" opens f and closes i (Tallec & Ollivier 2018).
+PURE_LAG_PRESET = "pure-lag: recall T 10…200, 8 gate settings × 3 seeds"
+PURE_LAG = SweepSpec(
+    tasks=("recall",),
+    variants=("rnn_tanh", "lstm", "lstm:forget_bias=1", "lstm:forget_bias=5",
+              "lstm:gate_init=chrono", "lstm:no_forget_gate=true", "gru", "gru:gate_init=chrono"),
+    seq_lens=(10, 20, 50, 100, 200), seeds=3, steps=2000,
+    base={"hidden_size": 32, "batch_size": 64, "lr": 0.003})
+
 DEMO_PRESET = "demo: 3 archs × T 10,20,50,100 × 3 seeds on adding"
 SWEEP_PRESETS: dict[str, SweepSpec] = {
     DEMO_PRESET: SweepSpec(tasks=("adding",), variants=("rnn_tanh", "lstm", "gru"),
@@ -20,6 +32,7 @@ SWEEP_PRESETS: dict[str, SweepSpec] = {
         tasks=("adding",),
         variants=("lstm", "lstm:forget_bias=1", "lstm:no_forget_gate=true"),
         seq_lens=(20, 50, 100, 200), seeds=3, steps=3000),
+    PURE_LAG_PRESET: PURE_LAG,
 }
 
 
