@@ -86,6 +86,8 @@ FIELDS: tuple[Field, ...] = (
     Field("eval_size", int, 1000, "held-out sequences", 16, 10_000),
     Field("threads", int, 1, "torch threads for this training", 1, 64),
     Field("stop_when_solved", bool, False, "stop as soon as the held-out metric is solved"),
+    Field("solved_tail", int, 0, "with stop_when_solved: train this many steps more once solved, "
+          "so the charts show the settled picture", 0, 100_000),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 
@@ -167,6 +169,7 @@ class TrainConfig:
     eval_size: int = 1000
     threads: int = 1
     stop_when_solved: bool = False
+    solved_tail: int = 0
 
     def __post_init__(self):
         errors = {}

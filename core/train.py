@@ -170,9 +170,11 @@ class Trainer:
             if step % cfg.eval_every == 0:
                 last_eval = self._eval_record(step, t0)
                 yield last_eval
-                if last_eval.solved and cfg.stop_when_solved:
-                    self.status = "finished"
-                    break
+            # Solved (at an eval step) and the tail trained: the run has shown what it can.
+            if cfg.stop_when_solved and self.solved_at is not None and \
+                    step >= self.solved_at + cfg.solved_tail:
+                self.status = "finished"
+                break
             x, y = self.task.sample(cfg.batch_size, self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             if cfg.probe_every and step % cfg.probe_every == 0:

@@ -96,3 +96,23 @@ def test_stop_when_solved_ends_early(monkeypatch):
     monkeypatch.setattr(type(t.task), "is_solved", lambda self, metric: True)
     recs = list(t.run())
     assert t.solved_at == 0 and recs[-1].status == "finished" and t.steps_done == 0
+
+
+def test_solved_tail_trains_that_many_steps_more_then_stops(monkeypatch):
+    """A lesson's run stops a short tail after it is solved, so its charts settle."""
+    cfg = {**TINY, "stop_when_solved": True, "solved_tail": 7, "eval_every": 3, "steps": 500}
+    t = Trainer(TrainConfig(**cfg))
+    # Solved from the second evaluation on (step 3): the run ends at step 3 + 7.
+    calls = iter(range(10**6))
+    monkeypatch.setattr(type(t.task), "is_solved", lambda self, metric: next(calls) >= 1)
+    recs = list(t.run())
+    steps = [r.step for r in recs if isinstance(r, StepRecord)]
+    assert t.solved_at == 3 and recs[-1].status == "finished"
+    assert steps[-1] == 9 and t.steps_done == 10
+
+
+def test_a_run_never_solved_trains_its_whole_budget(monkeypatch):
+    t = Trainer(TrainConfig(**{**TINY, "stop_when_solved": True, "solved_tail": 5, "steps": 12}))
+    monkeypatch.setattr(type(t.task), "is_solved", lambda self, metric: False)
+    recs = list(t.run())
+    assert t.solved_at is None and t.steps_done == 12 and recs[-1].status == "finished"

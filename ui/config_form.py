@@ -18,7 +18,8 @@ from core.presets import PRESETS, preset_config
 # URL keys that are not config fields (left alone here).
 RESERVED_PARAMS = ("run", "preset", "models")
 # Fields the app fixes itself: one torch thread per training so a room shares the cores.
-APP_FIXED = {"threads": 1, "stop_when_solved": False}
+# Runs started from the form train their whole budget (lessons stop when solved: core.lessons).
+APP_FIXED = {"threads": 1, "stop_when_solved": False, "solved_tail": 0}
 OPTIONAL_FIELDS = [f.name for f in FIELDS if f.optional]
 
 LABELS = {
