@@ -7,6 +7,20 @@ page config and the folder's file names as navigation. Each page calls
 :func:`ensure_app` first: in that situation it hands the session to ``app.py``
 (remembering the page and its query parameters), and ``app.py`` switches to the
 page the visitor asked for once its navigation is set up.
+
+Still needed with Streamlit 1.67.0 (measured: a fresh server, headless Chromium,
+``/runs`` and ``/explain?x=1`` as its very first visit). Without this module the page
+got the legacy navigation (links "app, compare, explain, runs, sweep, train"), the
+file name as the tab title ("runs") and the centered layout (a 736 px main column);
+with it, the app's navigation (Train, Compare, Runs, Explain, Sweep), the title "RNN
+Gradient Lab", the wide layout (1100 px), and the same URL with its query. The cause
+is in Streamlit itself: ``PagesManager.uses_pages_directory`` is set when the first
+session starts, from whether ``pages/`` exists, and until ``st.navigation`` clears it
+``ScriptRunner`` runs the ``pages/`` folder (``_mpa_v1``) instead of ``app.py``. The
+legacy links do show for the first visit's hand-over (~4-5 s on a fresh server: the
+page's imports, then app.py's warm-up). Renaming ``pages/`` to a folder name
+Streamlit does not treat specially would remove the legacy mode, and this module
+with it. tests/e2e/test_e2e_01_startup.py opens such a deep link first.
 """
 
 from __future__ import annotations
