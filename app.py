@@ -3,32 +3,13 @@
 Pages live in pages/; the engine (training, probes, run store) in core/.
 """
 
-import gc
-
 import streamlit as st
 
-from core import settings
-from core.train import warm_up
-from core.worker import POOL
+from ui import runtime
 from ui.bootstrap import mark_app_run, resume_intended_page
 
 st.set_page_config(page_title="RNN Gradient Lab", page_icon=":material/science:", layout="wide")
-@st.cache_resource(show_spinner=False)
-def _once_per_server() -> None:
-    """Warm this process up so the first Train press does not wait for torch's imports,
-    start a spare training process in the background, then move everything imported
-    so far (torch, pandas, Altair: millions of objects) out of the cyclic GC's reach
-    (gc.freeze), so collections scan only what pages allocate."""
-    warm_up()
-    POOL.prestart()
-    if settings.get("RNNLAB_TRACE_CLICKS"):  # the load test only (tests/e2e/load.py)
-        from ui import trace
-
-        trace.install()
-    gc.freeze()
-
-
-_once_per_server()
+runtime.start_once()  # warm-up, a spare training process, gc.freeze: once per server
 
 
 def _home() -> None:

@@ -8,9 +8,9 @@ import streamlit as st
 
 from core import charts
 from core.archive import MAX_UPLOAD_BYTES, ArchiveError, chart_files, export_run, import_run
-from core.jobs import GLOBAL_REGISTRY
 from core.runs import RunError
 from ui.live import cached_chart, data_key, live_view, run_charts, status_header
+from ui.runtime import live_job
 from ui.state import load_run, max_stored_runs, run_store
 from ui.bootstrap import ensure_app
 
@@ -32,12 +32,6 @@ def set_url_run(run_id) -> None:
     elif "run" in st.query_params:
         del st.query_params["run"]
     st.session_state[URL_SEEN_KEY] = run_id or ""
-
-
-def live_job(run_id):
-    """The job training ``run_id`` in this server, if it is still alive."""
-    job = GLOBAL_REGISTRY.get(run_id) if run_id else None
-    return job if job is not None and job.alive else None
 
 
 def short_label(run_id, config) -> str:

@@ -3,6 +3,8 @@
 * ``core/`` is a library: its modules import each other without a cycle (module-level
   and lazy in-function imports alike: a lazy import hides a cycle from Python's import
   machinery, not from the reader), and nothing in it imports Streamlit.
+* The server's runtime singletons (the worker pool, the job registry, the training
+  slots) are reached by app.py and the pages only through ``ui/runtime.py``.
 """
 
 from __future__ import annotations
@@ -101,3 +103,18 @@ def test_core_never_imports_streamlit():
                  for base, _ in imported_names(path)
                  if base.split(".")[0] == "streamlit"]
     assert not offenders, f"core/ imports Streamlit: {offenders}"
+
+
+SINGLETONS = {"POOL", "GLOBAL_REGISTRY", "GLOBAL_SLOTS"}
+SINGLETON_MODULES = {"core.worker", "core.jobs"}
+
+
+def test_pages_and_app_reach_the_runtime_singletons_through_ui_runtime():
+    front = [*sorted((ROOT / "pages").glob("*.py")), ROOT / "app.py"]
+    offenders = [f"{p.relative_to(ROOT)}: {base} {names}" for p in front
+                 for base, names in imported_names(p)
+                 if base in SINGLETON_MODULES or SINGLETONS & set(names)]
+    assert not offenders, f"pages/app.py import the runtime singletons: {offenders}"
+    holders = sorted(p.name for p in (ROOT / "ui").glob("*.py")
+                     if any(SINGLETONS & set(names) for _, names in imported_names(p)))
+    assert holders == ["runtime.py"], f"ui/ modules holding the singletons: {holders}"

@@ -13,8 +13,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core import settings
-from core.jobs import GLOBAL_REGISTRY, TrainingJob
+from core.jobs import TrainingJob
 from core.runs import RunData, RunError, RunStore
+from ui.runtime import registry
 
 
 @st.cache_resource(show_spinner=False)
@@ -40,7 +41,7 @@ class SessionJobs:
 
     def release(self) -> None:
         for job in self.jobs.values():
-            GLOBAL_REGISTRY.release(job)
+            registry().release(job)
 
 
 @st.cache_resource(scope="session", on_release=SessionJobs.release, show_spinner=False)
@@ -77,7 +78,7 @@ def start_job(page: str, configs) -> TrainingJob:
     # Trainings run in child processes ($RNNLAB_WORKER=thread keeps them in-process).
     job = TrainingJob(list(configs), store=run_store(), mode=settings.get("RNNLAB_WORKER")).start()
     jobs.started += len(configs)
-    GLOBAL_REGISTRY.register(job)
+    registry().register(job)
     session_jobs().set(page, job)
     ids = [r.run_id for r in job.runs if r.run_id]
     if ids:
@@ -97,9 +98,9 @@ def attached_runs(page: str) -> tuple[TrainingJob | None, list[RunData], str | N
         return job, [r.data for r in job.runs], None
     if not url_ids:
         return None, [], None
-    live = GLOBAL_REGISTRY.get(url_ids[0])
+    live = registry().get(url_ids[0])
     if live is not None:
-        GLOBAL_REGISTRY.claim(live)
+        registry().claim(live)
         session_jobs().set(page, live)
         return live, [r.data for r in live.runs], None
     datas, problems = [], []
