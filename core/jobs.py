@@ -301,7 +301,7 @@ class JobRegistry:
         if not job.alive:
             return
         timer = threading.Timer(self.grace_s, self._expire, args=(job,))
-        timer.daemon = True
+        timer.name, timer.daemon = "rnnlab-release", True
         with self._lock:
             old = self._timers.pop(id(job), None)
             self._timers[id(job)] = timer

@@ -89,7 +89,7 @@ def _child_main() -> int:
                 if msg is None:
                     return
 
-    threading.Thread(target=watch_stdin, daemon=True).start()
+    threading.Thread(target=watch_stdin, name="rnnlab-worker-stdin", daemon=True).start()
 
     batch: list = []
     last_sent = time.monotonic()
@@ -134,7 +134,7 @@ class Worker:
         )
         self._lock = threading.Lock()
         self._stderr: list[bytes] = []
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        threading.Thread(target=self._drain_stderr, name="rnnlab-worker-stderr", daemon=True).start()
 
     def _drain_stderr(self) -> None:
         for line in self.proc.stderr:
@@ -205,7 +205,7 @@ class WorkerPool:
         # CPU) would otherwise compete, on a 2-core server, with the training just
         # started and with the page drawing its first chart.
         timer = threading.Timer(self.refill_delay_s, self._refill)
-        timer.daemon = True
+        timer.name, timer.daemon = "rnnlab-pool-refill", True
         timer.start()
         return w or Worker()
 

@@ -79,3 +79,32 @@ def test_script_runs_are_summarised_by_kind_from_the_train_press_on(tmp_path):
     assert out["full"]["wall"]["max"] == 3.0 and out["full"]["wall"]["n"] == 2
     assert out["full"]["cpu"]["median"] == 0.07 and out["full"]["cpu_total_s"] == 0.14
     assert out["fragment"]["wall"]["n"] == 1
+
+
+def test_threads_are_judged_by_kind_pools_by_their_cap():
+    """After the tabs close, every thread the app or a session started must be gone
+    again; a pool's idle threads may stay (timing), never above the pool's cap."""
+    from tests.e2e.load import thread_census, thread_pool_caps, thread_pool_peaks, thread_problems
+
+    base = ["MainThread", "rnnlab-worker-stderr", "AnyIO worker thread",
+            "ThreadPoolExecutor-0_0", "ThreadPoolExecutor-0_1"]
+    trace = [{"what": "threads", "time": 10.0, "names": base},
+             {"what": "threads", "time": 20.0, "names": base + ["rnnlab-train"] * 3
+              + ["AnyIO worker thread"] * 11 + ["ScriptRunner.scriptThread"]},
+             {"what": "run", "session": "x", "kind": "full", "started": 21, "wall": 1, "cpu": 1},
+             {"what": "threads", "time": 30.0, "names": base + ["AnyIO worker thread"] * 9}]
+    before, after = thread_census(trace, at=15.0), thread_census(trace)
+    assert before == {"AnyIO worker thread": 1, "MainThread": 1, "ThreadPoolExecutor-N_N": 2,
+                      "rnnlab-worker-stderr": 1}
+    assert after["AnyIO worker thread"] == 10 and "rnnlab-train" not in after
+    peaks = thread_pool_peaks(trace)
+    assert peaks["AnyIO worker thread"] == 12
+    assert thread_problems(before, after, peaks) == []          # 15 → 24 threads, all in the pool
+    leaked = thread_census(trace, at=25.0)                       # a relay still running
+    assert thread_problems(before, leaked, peaks) == [
+        ("threads not back to their baseline after close: "
+         "{'ScriptRunner.scriptThread': '0 → 1', 'rnnlab-train': '0 → 3'}")]
+    cap = thread_pool_caps()["AnyIO worker thread"]
+    over = thread_problems(before, after, {"AnyIO worker thread": cap + 1})
+    assert over == [f"{cap + 1} threads 'AnyIO worker thread', above the pool's cap of {cap}"]
+    assert thread_census([], at=5.0) is None

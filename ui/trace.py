@@ -21,6 +21,12 @@ Every script run (a whole page or a fragment) also appends its wall and CPU time
 ``time.thread_time``): a run whose wall time is many times its CPU time spent it
 waiting, for the GIL or for a core.
 
+A census of the server's threads (``{"what": "threads", "time", "names"}``, the names
+of ``threading.enumerate()``) is appended whenever they change (checked every
+``CENSUS_EVERY_S`` on a thread of its own, ``rnnlab-trace-census``): the load test
+tells apart the threads the app starts, which must end, from the server's thread
+pools, which keep idle threads (tests/e2e/load.py, ``thread_problems``).
+
 None of this is in the product's code path: :func:`install` wraps Streamlit's and
 the app's functions from outside, and app.py calls it only when
 ``RNNLAB_TRACE_CLICKS`` is set (the load test, tests/e2e/load.py).
@@ -42,6 +48,8 @@ _values: dict[tuple[str, str], bool] = {}
 _shown: dict[tuple[str, str], bool] = {}  # (session, chart) → the log scale it last showed
 _lock = threading.Lock()
 _patches: list[tuple[object, str, object]] = []  # (owner, attribute, original): to undo
+_census_stop = threading.Event()
+CENSUS_EVERY_S = 0.25
 
 
 def enabled() -> Path | None:
@@ -54,8 +62,8 @@ def install() -> None:
     set, app.py calls it only then): Streamlit's AppSession.handle_backmsg (a rerun
     request arrives), Runtime._send_message (a message goes to a socket) and
     ScriptRunner._run_script (a script run's wall and CPU time), and the app's
-    ui.live.templated_chart (a page has drawn its loss chart). The product's code has
-    no trace in it. :func:`uninstall` undoes it (tests)."""
+    ui.live.templated_chart (a page has drawn its loss chart); and start the thread
+    census. The product's code has no trace in it. :func:`uninstall` undoes it (tests)."""
     if _patches or not enabled():
         return
     from streamlit.runtime.app_session import AppSession
@@ -68,13 +76,29 @@ def install() -> None:
     _patch(Runtime, "_send_message", _traced_send)
     _patch(ScriptRunner, "_run_script", _traced_run)
     _patch(live, "templated_chart", _traced_chart)
+    _census_stop.clear()
+    threading.Thread(target=_census, args=(_census_stop,), name="rnnlab-trace-census",
+                     daemon=True).start()
 
 
 def uninstall() -> None:
-    """Put back what :func:`install` wrapped."""
+    """Put back what :func:`install` wrapped, and stop the thread census."""
+    _census_stop.set()
     while _patches:
         owner, name, original = _patches.pop()
         setattr(owner, name, original)
+
+
+def _census(stop: threading.Event) -> None:
+    """Append the names of the server's threads whenever they change (checked every
+    ``CENSUS_EVERY_S``): the load test tells the threads the app started, which must
+    end, from the server's bounded thread pools, whose idle threads may stay."""
+    last = None
+    while not stop.wait(CENSUS_EVERY_S):
+        names = sorted(t.name for t in threading.enumerate())
+        if names != last:
+            _append({"what": "threads", "time": time.time(), "names": names})
+            last = names
 
 
 def _patch(owner, name: str, wrap) -> None:

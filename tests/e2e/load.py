@@ -41,7 +41,15 @@ Figures (a table, then one JSON line):
   of the browser (which here shares the server's cores) and how busy the whole
   machine was (/proc/stat)
 * after all tabs closed: server threads, child processes and RSS against the
-  baseline taken before the load (after one warm-up training)
+  baseline taken before the load (after one warm-up training). Threads are told
+  apart by name, from the thread census in the server's trace (ui/trace.py): the
+  threads the app and its sessions start (``rnnlab-*`` relays, timers and pipes,
+  ``ScriptRunner.scriptThread``, Streamlit's own) must be back to their baseline
+  counts; the server's thread pools, whose idle threads are kept for reuse (AnyIO's
+  worker threads, which run Starlette's sync endpoints and are pruned only lazily,
+  when a later call finds them idle for 10 s; asyncio's default executor), may keep
+  threads but never more than the cap each has by construction
+  (:func:`thread_pool_caps`)
 
 Times come from an observer script in each page (``Date.now()`` every 100 ms, and a
 timestamp on each WebSocket message), so one slow Playwright round trip does not
@@ -57,6 +65,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -636,12 +645,14 @@ def read_trace(path: Path) -> list[dict]:
 
 def trace_figures(sessions: list[Session], path: Path) -> dict:
     """The figures taken from the server's trace, read once: the server's part of each
-    click, each click's phases, and the script runs from the first Train press on."""
+    click, each click's phases, the script runs from the first Train press on, and the
+    most threads each of the server's thread pools had (:func:`thread_pool_peaks`)."""
     trace = read_trace(path)
     since = min((s.t_click for s in sessions if s.t_click), default=None)
     return {"click_in_server_s": server_click_times(trace),
             "click_phases": click_phases(sessions, trace),
-            "script_runs": script_run_times(trace, since)}
+            "script_runs": script_run_times(trace, since),
+            "thread_pool_peak": thread_pool_peaks(trace)}
 
 
 def server_click_times(trace: list[dict]) -> dict:
@@ -838,7 +849,9 @@ def warm_up(browser, server, config: dict | None = None, timeout: float = 180.0)
 
 def settle(server, spares: int = 1, timeout: float = 60.0, quiet_s: float = 2.0) -> dict:
     """Wait until the server has only its spare child processes left and its thread
-    count has stopped changing for ``quiet_s``; returns :func:`tree_snapshot`."""
+    count has stopped changing for ``quiet_s``; returns :func:`tree_snapshot` with
+    ``thread_kinds``, the server's threads by kind then (:func:`thread_census`; None
+    when the server is not traced)."""
     deadline = time.monotonic() + timeout
     last, stable_since = None, time.monotonic()
     snap = tree_snapshot(server.pid)
@@ -851,7 +864,81 @@ def settle(server, spares: int = 1, timeout: float = 60.0, quiet_s: float = 2.0)
             break
         time.sleep(0.25)
     snap["settle_s"] = round(timeout - max(0.0, deadline - time.monotonic()), 1)
+    trace = getattr(server, "extra_env", {}).get("RNNLAB_TRACE_CLICKS")
+    snap["thread_kinds"] = thread_census(read_trace(Path(trace)), time.time()) if trace else None
     return snap
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def thread_pool_caps() -> dict[str, int]:
+    """The server's thread pools whose idle threads are kept for reuse, so that how many
+    are left after a load depends on timing, by thread kind (:func:`thread_kind`), and
+    the most threads each can have, by construction:
+
+    * AnyIO's worker threads run Starlette's sync endpoints and file responses; a
+      thread is started only when no idle one is left, and at most as many run at
+      once as the default limiter has tokens (Streamlit sets them to
+      ANYIO_STATIC_FILE_THREAD_TOKENS, 28 in 1.67; anyio's own default is 40); idle
+      ones are pruned only when a later call finds them idle for 10 s;
+    * asyncio's default executor (``asyncio.to_thread``): ThreadPoolExecutor's default
+      of min(32, cores + 4) threads, idle ones kept.
+    """
+    try:
+        from streamlit.web.server.starlette.starlette_server_config import (
+            ANYIO_STATIC_FILE_THREAD_TOKENS as anyio_tokens,
+        )
+    except ImportError:  # another Streamlit: anyio's default limiter
+        anyio_tokens = 40
+    return {"AnyIO worker thread": int(anyio_tokens), "asyncio_N": min(32, NCPU + 4)}
+
+
+def thread_kind(name: str) -> str:
+    """A thread's name without its numbers: "ThreadPoolExecutor-3_1" → "ThreadPoolExecutor-N_N"."""
+    return re.sub(r"\d+", "N", name)
+
+
+def thread_census(trace: list[dict], at: float | None = None) -> dict[str, int] | None:
+    """The server's threads by kind at ``at`` (``time.time()``; default: the latest),
+    from the census in its trace (ui/trace.py writes the names of its threads whenever
+    they change); None if the trace has none by then."""
+    census = [r for r in trace if r.get("what") == "threads" and (at is None or r["time"] <= at)]
+    if not census:
+        return None
+    kinds: dict[str, int] = {}
+    for name in census[-1]["names"]:
+        kinds[thread_kind(name)] = kinds.get(thread_kind(name), 0) + 1
+    return dict(sorted(kinds.items()))
+
+
+def thread_pool_peaks(trace: list[dict]) -> dict[str, int]:
+    """The most threads each pool of :func:`thread_pool_caps` had in any census."""
+    caps, peaks = thread_pool_caps(), {}
+    for r in trace:
+        if r.get("what") == "threads":
+            for kind in caps:
+                n = sum(thread_kind(name) == kind for name in r["names"])
+                peaks[kind] = max(peaks.get(kind, 0), n)
+    return peaks
+
+
+def thread_problems(before: dict[str, int], after: dict[str, int],
+                    peaks: dict[str, int] | None = None) -> list[str]:
+    """What is wrong with the server's threads after the tabs closed: a kind outside the
+    pools with more threads than at the baseline (the app or a session left one
+    running), or a pool above its cap (during the load or after)."""
+    caps = thread_pool_caps()
+    out = []
+    grown = {k: f"{before.get(k, 0)} → {n}" for k, n in after.items()
+             if k not in caps and n > before.get(k, 0)}
+    if grown:
+        out.append(f"threads not back to their baseline after close: {grown}")
+    for kind, cap in caps.items():
+        n = max((peaks or {}).get(kind, 0), after.get(kind, 0))
+        if n > cap:
+            out.append(f"{n} threads '{kind}', above the pool's cap of {cap}")
+    return out
 
 
 def after_close(server, grace_s: float, spares: int = 1, timeout: float = 90.0,
@@ -935,6 +1022,12 @@ def format_table(f: dict) -> str:
     if b and a:
         rows += [
             ("threads baseline → after close", f"{b['threads']} → {a['threads']}"),
+            ("  by kind, where they differ",
+             ", ".join(f"{k} {(b.get('thread_kinds') or {}).get(k, 0)} → {n}"
+                       for k, n in _kind_changes(b, a)) or "none"),
+            ("  thread pools: peak / cap",
+             ", ".join(f"{k} {(f.get('thread_pool_peak') or {}).get(k, 0)} / {cap}"
+                       for k, cap in thread_pool_caps().items())),
             ("children baseline → after close", f"{len(b['children'])} → {len(a['children'])}"),
             ("server RSS baseline → after close → +3 s",
              f"{b['server_rss_mb']:.0f} → {a['server_rss_mb']:.0f} → {a['server_rss_mb_later']:.0f} MB"),
@@ -1017,7 +1110,13 @@ def main(argv=None) -> int:
     return 0 if not problems else 1
 
 
-def check(f: dict, threads_slack: int = 8, rss_slack_mb: float = 300.0) -> list[str]:
+def _kind_changes(b: dict, a: dict) -> list[tuple[str, int]]:
+    """(kind, count after close) of the thread kinds whose count changed."""
+    kb, ka = b.get("thread_kinds") or {}, a.get("thread_kinds") or {}
+    return [(k, ka.get(k, 0)) for k in sorted(set(kb) | set(ka)) if kb.get(k, 0) != ka.get(k, 0)]
+
+
+def check(f: dict, rss_slack_mb: float = 300.0) -> list[str]:
     """The issue's criteria; returns what was not met (empty: all met)."""
     n = f["sessions_n"]
     p = []
@@ -1046,8 +1145,10 @@ def check(f: dict, threads_slack: int = 8, rss_slack_mb: float = 300.0) -> list[
         p.append(f"peak PSS of server + children {f['peak_tree_pss_mb']:.0f} MB ≥ {RSS_LIMIT_MB:.0f} MB")
     b, a = f.get("baseline"), f.get("after_close")
     if b and a:
-        if a["threads"] > b["threads"] + threads_slack:
-            p.append(f"threads {b['threads']} → {a['threads']} after close")
+        if not (b.get("thread_kinds") and a.get("thread_kinds")):
+            p.append("no thread census in the server's trace (ui/trace.py)")
+        else:
+            p += thread_problems(b["thread_kinds"], a["thread_kinds"], f.get("thread_pool_peak"))
         if len(a["children"]) > len(b["children"]):
             p.append(f"child processes {len(b['children'])} → {len(a['children'])} after close")
         if a["server_rss_mb"] > b["server_rss_mb"] + rss_slack_mb:
