@@ -126,14 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("settings", help="the RNNLAB_* environment settings and their values")
     e.add_argument("--markdown", action="store_true", help="print README's table of every setting")
     e.set_defaults(func=lambda a: settings.main(["--markdown"] if a.markdown else []))
-    try:
-        from core.sweeps.cli import add_sweep_arguments, sweep_main
-    except ImportError:  # the sweep module is optional at import time
-        pass
-    else:
-        s = sub.add_parser("sweep", help="success rate against sequence length")
-        add_sweep_arguments(s)
-        s.set_defaults(func=sweep_main)
+    # Imported here, not optional: a broken sweep import must fail loudly, not make the
+    # subcommand vanish (SciPy, loky: requirements.txt).
+    from core.sweeps.cli import add_sweep_arguments, sweep_main
+
+    s = sub.add_parser("sweep", help="success rate against sequence length")
+    add_sweep_arguments(s)
+    s.set_defaults(func=sweep_main)
     return p
 
 
