@@ -40,7 +40,11 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("lstm.c")
 HEADERS = [Path(__file__).with_name("lstm_loops.h")]  # included by lstm.c: part of the cache key
-CFLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c99", "-fno-math-errno"]
+# -ffp-contract=off: a*b + c stays two roundings, never one FMA, so the element-wise
+# code gives the same bits on every CPU and compiler (gcc's -std=c99 implies it; clang
+# contracts by default); vector width (SSE, AVX2, AVX-512) does not change results, as
+# the unit loops have no reductions. What still varies by CPU is BLAS's summation order.
+CFLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c99", "-fno-math-errno", "-ffp-contract=off"]
 
 #: The LSTM variants the C loops know (``enum`` in lstm.c): f ≡ 1, and CIFG's i = 1 − f.
 PLAIN, NO_FORGET, COUPLED = 0, 1, 2
