@@ -32,8 +32,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         flags = [_flag(f.name), *ALIASES.get(f.name, [])]
         help_text = f"{f.help} [{f.describe()}; default {f.default}]"
         if f.kind is bool:
-            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
+            # --flag sets True, --no-flag False. Not argparse.BooleanOptionalAction: it reads
+            # any option starting with --no- as False, so --no-forget-gate (the field
+            # no_forget_gate) trained an LSTM *with* its forget gate.
+            parser.add_argument(*flags, dest=f.name, action="store_const", const=True,
                                 default=f.default, help=help_text)
+            parser.add_argument("--no-" + flags[0][2:], dest=f.name, action="store_const",
+                                const=False, help=f"set {f.name} false")
         else:
             # Values stay strings here; TrainConfig validates and names the field.
             parser.add_argument(*flags, dest=f.name, default=None, metavar=f.name.upper(),

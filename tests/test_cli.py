@@ -36,3 +36,17 @@ def test_bad_flags_are_refused_with_the_field_and_range(tmp_path):
     assert "--seq-len must be int from 2 to 1000" in p.stderr
     assert "--arch must be one of" in p.stderr
     assert p.stdout == ""
+
+
+def test_boolean_flags_set_their_field_even_when_the_field_name_starts_with_no():
+    """--no-forget-gate is the field no_forget_gate set true (argparse's BooleanOptionalAction
+    read it as 'false' and trained an LSTM with its forget gate); --no-<flag> sets false."""
+    from core.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train", "--no-forget-gate"]).no_forget_gate is True
+    assert parser.parse_args(["train"]).no_forget_gate is False
+    assert parser.parse_args(["train", "--no-no-forget-gate"]).no_forget_gate is False
+    args = parser.parse_args(["train", "--coupled-gates", "--stop-when-solved"])
+    assert args.coupled_gates is True and args.stop_when_solved is True
+    assert parser.parse_args(["train", "--no-stop-when-solved"]).stop_when_solved is False
