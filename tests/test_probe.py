@@ -46,7 +46,15 @@ from core.probe import (
 )
 from core.tasks import make_task
 
-REL = 1e-4  # the brief's bound on relative error against an independent reference
+# The brief's bound on relative error against an independent reference, all in float64.
+# Against torch.nn stepped by hand: the same equations in another order, ~u₆₄·(small
+# conditioning) ≈ 1e-15, far inside. Against central differences (EPS below): the
+# truncation error is ~EPS²·|ℓ‴|/6 ≈ 1e-12 and the rounding error (|δℓ₊| + |δℓ₋|)/(2·EPS)
+# ≈ c·u₆₄·|ℓ|/EPS ≈ 1e-10·c·|ℓ| per component (c: the loss evaluation's own condition
+# number, ~1 for these 3-unit nets), which is large relative to a small gradient: worst
+# measured 7.9e-6 and 3.0e-6 (∂ℓ/∂h_0 of the relu and tanh RNNs on adding, the smallest
+# gradients checked), so REL leaves ≥ 12x; a wrong gradient is off by O(1).
+REL = 1e-4
 
 QUANTITIES = {
     "rnn_tanh": {"h"},
@@ -252,7 +260,7 @@ def test_lstm_cell_gradient_is_total_not_the_fused_partial():
 
 # ------------------------------------------------------------ 2. finite differences
 
-EPS = 1e-6
+EPS = 1e-6  # ≈ u₆₄^(1/3): balances central differences' truncation (EPS²) and rounding (u/EPS)
 
 
 class _FusedRollout:
@@ -547,6 +555,7 @@ def test_probe_param_grads_equal_fused_forward_gradients_of_the_mean_loss(arch):
     assert len(result.param_grads) == len(params)
     for (name, _), ours, r in zip(model.named_parameters(), result.param_grads, ref):
         assert ours is not None, name
+        # float64, torch.nn's fused forward and the probe's unroll: ~1e-15 (as REL's note)
         _assert_vec_rel(ours, r, f"{arch} param {name}", rel=1e-6)
 
 
