@@ -21,7 +21,8 @@ per operation. Per kind of operation:
   inputs, and the largest error measured there (2.8e-7) is within the √3 below. (The
   functions' measured RMS errors, ≤ 0.5 u, are a sixth of the model's 1.8e-7.)
 * inner products and sums of K terms (``mm``, ``addmm``, ``sum``, ``mean``): the
-  error of recursive summation, Σ_k s_k δ_k with s_k the k-th partial sum, whose
+  error of recursive summation (Higham, Accuracy and Stability of Numerical
+  Algorithms, ch. 4), Σ_k s_k δ_k with s_k the k-th partial sum, whose
   variance (u²/3)·Σ_k s_k² is taken for terms t_k of random order and sign,
   E Σ_k s_k² ≈ K·c²/3 + K·Σ_k t_k²/2 (c the sum: its drift, and the random walk
   of the rest), Σ_k t_k² computed exactly as (A∘A)(B∘B) in float64. Recursive
@@ -50,9 +51,13 @@ rounding. FACTOR = 8, from two margins:
   the bound (a function accurate to exactly FUNC_REL everywhere), and
 * the spread is estimated from 4 draws: for a quantity that is a single number (a
   bias gradient), an implementation drawn from exactly the model's distribution
-  exceeds 8 times the 4-draw estimate with probability 0.1 % (Student's t with
+  exceeds 8 times the 4-draw estimate with probability 0.13 % (Student's t with
   4 degrees of freedom: P(|t| > 8) ≈ 0.0013, P(|t| > 8/√3) ≈ 0.01); for tensors of
   many elements the estimate is far tighter.
+
+(Measured, AMD EPYC Zen 4 with MKL: both LSTM implementations at 0.55 of the spread at
+most, 0.07 of the allowance, for every quantity and step of the four variants at
+H = 64, T = 100; faults of 1e-4 at 19-60 times the allowance: tests/test_native.py.)
 
 What it does not model: underflow (results below float32's normal range, 2⁻¹²⁶,
 lose relative accuracy); :func:`beyond` allows 2⁻¹²⁶ per element for it.
