@@ -57,7 +57,7 @@ rounding. FACTOR = 8, from two margins:
 
 (Measured, AMD EPYC Zen 4 with MKL: both LSTM implementations at 0.55 of the spread at
 most, 0.07 of the allowance, for every quantity and step of the four variants at
-H = 64, T = 100; faults of 1e-4 at 19-60 times the allowance: tests/test_native.py.)
+H = 64, T = 100; faults of 1e-4 at 19-63 times the allowance: tests/test_native.py.)
 
 What it does not model: underflow (results below float32's normal range, 2⁻¹²⁶,
 lose relative accuracy); :func:`beyond` allows 2⁻¹²⁶ per element for it.
