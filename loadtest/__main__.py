@@ -52,12 +52,12 @@ def git_state() -> dict:
     def git(*args) -> str:
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+                                  timeout=10).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
     changed = [ln[3:] for ln in git("status", "--porcelain", "--", "app.py", "core", "ui",
-                                    "pages", ".streamlit").splitlines()]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_app_files": changed}
+                                    "pages", ".streamlit").splitlines() if ln.strip()]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted_app_files": changed}
 
 
 def parse_set(items) -> tuple:

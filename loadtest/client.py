@@ -258,7 +258,7 @@ class Session:
         if node is None:
             labels = sorted({p.widget_proto(n).label for _, n in self.tree.elements(p.VALUE_TYPES.keys())})
             raise SessionError(f"session {self.index}: no widget labelled {label!r} on the page "
-                               f"(widgets: {labels})")
+                               f"(widgets: {labels}). {self.describe()}")
         if p.widget_proto(node).disabled:
             raise SessionError(f"session {self.index}: {node.kind} {label!r} is disabled")
         return node

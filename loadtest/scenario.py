@@ -117,14 +117,14 @@ async def _open(s: Session, sc: Scenario) -> None:
 
 async def _clicker(s: Session, sc: Scenario) -> None:
     """Click ``sc.click`` ``sc.click_rounds`` times, ``sc.click_every_s`` apart, from the
-    session's first chart on, while it is not done (a click after the end answers
-    nothing of interest)."""
+    session's first chart on (a person looking at the live charts)."""
     await s.wait_for(lambda: s.first_chart_at is not None, sc.finish_timeout, "a first chart")
     for _ in range(sc.click_rounds):
         await asyncio.sleep(sc.click_every_s)
-        if sc.done(s):
-            return
-        await s.click(sc.click, timeout=30.0)
+        await s.click(sc.click, timeout=CLICK_TIMEOUT_S)
+
+
+CLICK_TIMEOUT_S = 30.0  # a click not answered by then counts as unanswered
 
 
 async def run(base_url: str, sc: Scenario, *, before_press=None, after_press=None,
@@ -177,6 +177,8 @@ async def run(base_url: str, sc: Scenario, *, before_press=None, after_press=Non
             figures["press_to_all_done_s"] = round(loop.time() - t_press, 2)
             log(f"[loadtest] {sum(sc.done(s) for s in pressed)}/{len(pressed)} sessions done "
                 f"{figures['press_to_all_done_s']} s after the first press")
+            if clickers:  # each session's clicks, to the last (they may go on after its end)
+                await asyncio.wait(clickers, timeout=sc.click_rounds * (sc.click_every_s + CLICK_TIMEOUT_S))
         await asyncio.sleep(sc.settle_s)
     finally:
         for t in clickers:
