@@ -62,9 +62,9 @@ def test_bad_url_values_show_a_warning_naming_the_fields(runs_dir):
 
 def test_a_preset_fills_the_form(runs_dir):
     at = AppTest.from_file(page_path("train"), default_timeout=60).run()
-    at.selectbox(key="train_preset").select("Exploding gradients (RNN, spectral radius 1.5, no clipping)").run()
+    at.selectbox(key="train_preset").select("Exploding gradients (RNN, spectral radius 1.7, no clipping)").run()
     assert at.selectbox(key="train_arch").value == "rnn_relu"
-    assert at.number_input(key="train_spectral_radius").value == 1.5
+    assert at.number_input(key="train_spectral_radius").value == 1.7
     assert at.query_params["arch"] in ("rnn_relu", ["rnn_relu"])
 
 

@@ -32,7 +32,7 @@ def _train_until(at: AppTest, words: tuple[str, ...], timeout=90.0) -> str:
 
 def test_a_diverging_run_is_marked_diverged_and_explained(runs_dir):
     at = AppTest.from_file(page_path("train"), default_timeout=60)
-    at.query_params["preset"] = "Exploding gradients (RNN, spectral radius 1.5, no clipping)"
+    at.query_params["preset"] = "Exploding gradients (RNN, spectral radius 1.7, no clipping)"
     at.run()
     assert at.selectbox(key="train_arch").value == "rnn_relu"
     next(b for b in at.button if b.label == "Train").click().run()
