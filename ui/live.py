@@ -11,6 +11,7 @@ import math
 import threading
 from collections import OrderedDict
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 from streamlit import dataframe_util
@@ -25,7 +26,7 @@ except ImportError:  # pragma: no cover - a different Streamlit: the fallback be
 
 from core import charts
 from core.jobs import TrainingJob
-from core.narrate import describe_gradient, sci
+from core.narrate import describe_gradient, probe_context, ratio_scale, sci
 from core.probe import summarise
 from core.tasks import example
 from core.runs import RunData
@@ -243,6 +244,9 @@ def run_charts(data: RunData, key: str) -> None:
                     lambda: charts.loss_frames(data.table("metrics"), data.table("evals"),
                                                s.get("baseline_loss"), log_scale=log),
                     lambda frames: charts.loss_layers(frames, log_scale=log))
+    if s.get("status") == "diverged" and not log:
+        st.caption("The loss exploded: on a linear axis its last finite values dwarf the "
+                   "rest. Turn on **Log-scale loss** to see it grow step by step.")
     probed = data_key([data], "probes", "gates", "summaries")
     tables = _probe_tables(data, probed) if data.versions()["probes"] else None
     if tables is None:
@@ -250,11 +254,14 @@ def run_charts(data: RunData, key: str) -> None:
                 + (" (probing is off for this run)." if data.config.probe_every == 0 else "."))
         return
     probes, gates = tables["probes"], tables["gates"]
-    step = tables["step"]
-    st.markdown(f"**At training step {step}:** {describe_gradient(tables['reading'], arch)}")
+    # The sentence reads the probe heatmaps B and C show (the latest, or the one scrubbed
+    # back to): it is drawn here, above the heatmaps, once the picker below has chosen.
+    sentence = st.container()
     st.subheader("A · Gradient reaching each time step, over training")
-    st.caption("‖∂ℓ/∂h_t‖ by time step t (x) and training step (y), log colour scale. "
-               "Dark on the left = the gradient from the loss never reaches the early steps.")
+    st.caption("‖∂ℓ/∂h_t‖ by time step t (x) and training step (y), log colour scale "
+               "(≤ 1e-12, an underflowed 0 included, drawn as 1e-12; inf/NaN left blank). "
+               "Dark on the left = the gradient from the loss never reaches the early steps; "
+               "brighter on the left = it grows back through time (exploding).")
     cached_chart(("heatA", "h") + probed, f"{key}_heatA",
                  lambda: charts.grad_time_heatmap(probes, "h"))
     if arch == "lstm":
@@ -262,7 +269,14 @@ def run_charts(data: RunData, key: str) -> None:
         cached_chart(("heatA", "c") + probed, f"{key}_heatA_c",
                      lambda: charts.grad_time_heatmap(probes, "c"))
     st.subheader("B · Gradient by time step and gate")
+    st.caption("h, the LSTM's cell c and each gate's pre-activation (i f g o; the GRU's r z n), "
+               "at one probe. A blank gate cell is a gradient of exactly 0: a path that does not "
+               "exist (f at t = 0 multiplies c₋₁ = 0).")
     chosen = _probe_step_picker(tables["steps"], f"{key}_probe_step")
+    latest = chosen == tables["steps"][-1]
+    text = _reading(data, probed, s, chosen)
+    which = "the latest probe" if latest else "the probe picked below"
+    sentence.markdown(f"**At training step {chosen}** ({which}): {text}", help=ratio_scale())
     cached_chart(("heatB", chosen) + probed, f"{key}_heatB",
                  lambda: charts.gate_heatmap(probes, step=chosen))
     if not gates.empty:
@@ -294,12 +308,45 @@ def _read_probe_tables(data: RunData) -> dict:
         return {}  # not None: the LRU keeps it, like any other version
     gates = data.table("gates")
     step = charts.latest_step(probes)
-    # The sentence's numbers come from the probe's own summary (core.probe.summarise)
-    # of the latest probe's rows, as the trainer computed them: one definition of each.
-    reading = summarise(probes[probes["step"] == step], gates[gates["step"] == step])
     return {"probes": probes, "gates": gates, "summaries": data.table("summaries"),
-            "step": step, "reading": reading,
+            "step": step, "reading": probe_reading(probes, gates, step),
             "steps": sorted(int(v) for v in probes["step"].unique())}
+
+
+def probe_reading(probes: pd.DataFrame, gates: pd.DataFrame, step: int) -> dict:
+    """The numbers the sentence reads at the probe of training ``step``: the probe's own
+    summary (core.probe.summarise of that probe's rows, as the trainer computed it: one
+    definition of each number), and ``nonfinite`` ('NaN', 'inf', 'inf/NaN') when any of
+    its gradients is not finite."""
+    rows = probes[probes["step"] == step]
+    reading = summarise(rows, gates[gates["step"] == step])
+    values = pd.to_numeric(rows["grad_norm"], errors="coerce").to_numpy(dtype=float)
+    nan, inf = bool(np.isnan(values).any()), bool(np.isinf(values).any())
+    if nan or inf:
+        reading["nonfinite"] = "inf/NaN" if nan and inf else ("NaN" if nan else "inf")
+    return reading
+
+
+# The sentence per probe version, status and chosen step (a diverged run's metrics are
+# read for the step it diverged at; a live run's are not copied every second).
+_READINGS = _Lru(64)
+
+
+def _reading(data: RunData, probed: tuple, status: dict, step: int) -> str:
+    """The sentence on the probe at ``step`` (see core.narrate.describe_gradient)."""
+    state = status.get("status")
+    key = ("reading", step, state) + probed + data_key([data], "evals")
+
+    def make():
+        tables = _probe_tables(data, probed)
+        reading = (tables["reading"] if step == tables["step"]
+                   else probe_reading(tables["probes"], tables["gates"], step))
+        metrics = data.table("metrics") if state == "diverged" else None
+        context = probe_context(data.table("evals"), metrics, step,
+                                status.get("baseline_loss"), status.get("metric_name"))
+        return describe_gradient(reading, data.config.arch, context)
+
+    return _READINGS.get_or_make(key, make)
 
 
 def live_view(job: TrainingJob | None, datas: list[RunData], key: str, draw) -> None:
