@@ -13,19 +13,38 @@ records, so a page redrawing charts in the server cannot slow training down.
 
 :class:`Slots` caps how many jobs train at once in the process (a room of
 workshop users shares two cores); a job waiting for a slot reports status
-"queued" with its place in the queue.
+"queued" with its place in the queue and an estimated wait, computed from the
+measured speed of the trainings ahead of it (:func:`estimate_wait`). Interactive
+trainings go before the cells of a sweep started from the app (priority classes
+INTERACTIVE, SWEEP; core/sweep_job.py takes a slot per cell).
+
+One training per identical run: training is deterministic, so a job's identity
+(core.identity: its configs, the code, the numerics) names its records. The
+:class:`JobRegistry` hands a Train press whose identity is already training to
+that job, and one already finished to the stored run (:meth:`JobRegistry.train_or_attach`).
+Such a run belongs to no one session: Stop leaves it to the others while anyone
+else watches it (:meth:`JobRegistry.stop_or_leave`), and it may not be deleted
+while another session watches it or once it is shared (:meth:`JobRegistry.delete_refusal`).
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
+import itertools
+import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from core import settings
 from core.config import TrainConfig
-from core.runs import RunData, RunError, RunStore, RunWriter
+from core.identity import run_identity
+from core.runs import RunData, RunError, RunStore, RunWriter, new_run_id, shared_refusal
 from core.train import EndRecord, Trainer, run_lockstep
+
 
 class Background:
     """Thread lifecycle shared by background jobs: ``start`` runs ``self._main`` on a
@@ -54,8 +73,22 @@ class Background:
         raise NotImplementedError
 
 
+#: Priority classes of :class:`Slots` (lower goes first): a person waiting at a page,
+#: then the cells of a sweep started from the app.
+INTERACTIVE, SWEEP = 0, 1
+
+
 class Slots:
-    """A counting semaphore that also tells a waiter its place in the queue."""
+    """A counting semaphore with a visible queue: FIFO within a priority class, and a
+    lower class only when no higher one waits (a sweep cell never takes a slot an
+    interactive training is waiting for; none is taken away from it either: a running
+    cell finishes).
+
+    Holders and waiters may tell how long they will take: ``remaining_s()`` (a holder:
+    seconds until it gives its slot back) and ``expected_s()`` (a waiter: seconds it
+    will hold a slot), each a float or None when unknown; :meth:`estimate_wait` turns
+    them into a waiter's estimated wait (:func:`estimate_wait`).
+    """
 
     def __init__(self, capacity: int):
         if capacity < 1:
@@ -63,35 +96,66 @@ class Slots:
         self.capacity = capacity
         self._cond = threading.Condition()
         self._busy = 0
-        self._queue: list[object] = []
+        self._queue: list[tuple[int, int, object]] = []  # (priority, arrival, token), sorted
+        self._arrivals = itertools.count()
+        self._holders: list[object] = []
 
-    def acquire(self, token: object, cancelled: threading.Event) -> bool:
-        """Block until a slot is free (FIFO) or ``cancelled`` is set; True if acquired."""
+    def acquire(self, token: object, cancelled: threading.Event, priority: int = INTERACTIVE,
+                on_wait: Callable[[], None] | None = None, every_s: float = 1.0) -> bool:
+        """Block until a slot is this token's turn or ``cancelled`` is set; True if acquired.
+        ``on_wait()`` is called (outside the lock) about every ``every_s`` seconds of waiting,
+        first at once: e.g. to show the waiter its place and estimated wait."""
+        entry = (priority, next(self._arrivals), token)
         with self._cond:
-            self._queue.append(token)
-            try:
-                while not cancelled.is_set():
-                    if self._busy < self.capacity and self._queue[0] is token:
+            bisect.insort(self._queue, entry, key=lambda e: e[:2])
+        last = None
+        try:
+            while True:
+                with self._cond:
+                    if cancelled.is_set():
+                        return False
+                    if self._busy < self.capacity and self._queue[0] is entry:
                         self._busy += 1
+                        self._holders.append(token)
                         return True
-                    self._cond.wait(timeout=0.2)
-                return False
-            finally:
-                self._queue.remove(token)
+                    if on_wait is None or (last is not None and
+                                           time.monotonic() - last < every_s):
+                        self._cond.wait(timeout=0.2)
+                        continue
+                last = time.monotonic()
+                on_wait()
+        finally:
+            with self._cond:
+                if entry in self._queue:
+                    self._queue.remove(entry)
                 self._cond.notify_all()
 
-    def release(self) -> None:
+    def release(self, token: object | None = None) -> None:
         with self._cond:
             self._busy -= 1
+            if token is not None and token in self._holders:
+                self._holders.remove(token)
             self._cond.notify_all()
 
     def position(self, token: object) -> int | None:
         """1-based place in the waiting queue, or None if not waiting."""
         with self._cond:
-            try:
-                return self._queue.index(token) + 1
-            except ValueError:
+            for i, (_, _, t) in enumerate(self._queue):
+                if t is token:
+                    return i + 1
+            return None
+
+    def estimate_wait(self, token: object) -> WaitEstimate | None:
+        """The estimated wait of a waiting ``token`` (None: not waiting, or nothing
+        measured yet): see :func:`estimate_wait`."""
+        with self._cond:
+            place = self.position(token)
+            if place is None:
                 return None
+            holders = list(self._holders)
+            ahead = [t for _, _, t in self._queue[:place - 1]]
+        running = [_ask(t, "remaining_s") for t in holders]
+        return estimate_wait(self.capacity, running, [_ask(t, "expected_s") for t in ahead])
 
     @property
     def busy(self) -> int:
@@ -102,6 +166,122 @@ class Slots:
     def waiting(self) -> int:
         with self._cond:
             return len(self._queue)
+
+    def waiting_with(self, priority: int) -> int:
+        """How many wait in this priority class."""
+        with self._cond:
+            return sum(1 for p, _, _ in self._queue if p == priority)
+
+
+def _ask(token: object, name: str) -> float | None:
+    fn = getattr(token, name, None)
+    try:
+        value = fn() if fn is not None else None
+    except Exception:  # noqa: BLE001 - an estimate must never break the queue
+        return None
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class WaitEstimate:
+    """A waiter's estimated wait and what it was computed from."""
+
+    seconds: float
+    running: int  # slot holders now
+    ahead: int  # waiting ahead of this one
+    guessed: int  # of those, how many had no measured speed (counted at the others' mean)
+    capacity: int
+
+    def words(self) -> str:
+        """The wait in words: "about N s" (or "about N min")."""
+        s = max(0.0, self.seconds)
+        if s < 120:
+            return f"about {max(1, round(s / 5) * 5 if s >= 30 else round(s))} s"
+        return f"about {round(s / 60)} min"
+
+    def how(self) -> str:
+        """How it was computed, in one sentence."""
+        holders = f"{self.running} training{'s' if self.running != 1 else ''}"
+        slots = f"{self.capacity} training slot{'s' if self.capacity != 1 else ''}"
+        first = f"{holders} of {slots} running (each: its steps left at its measured steps/s)"
+        parts = [first]
+        if self.ahead:
+            parts.append(f"{self.ahead} {'wait' if self.ahead != 1 else 'waits'} ahead of this "
+                         "one (each: its step budget at the speed measured for recent "
+                         "trainings of its size; lessons that stop when solved end sooner)")
+        if self.guessed:
+            parts.append(f"{self.guessed} not measured yet, counted at the others' average")
+        return "; ".join(parts) + "; this one starts when the first slot comes free after them"
+
+
+def estimate_wait(capacity: int, running: list[float | None],
+                  ahead: list[float | None]) -> WaitEstimate | None:
+    """The wait of a job that is next after ``ahead`` (in queue order), with ``capacity``
+    slots of which ``running`` holders will free theirs in so many seconds: each slot
+    comes free at its holder's remaining time (now if free); each job ahead takes the
+    first free slot and holds it for its expected time; this one gets the first slot
+    free after them. Unknown times (None) count at the mean of the known ones; with
+    nothing known at all the wait is unknown (None), unless a slot is free for it."""
+    known = [x for x in [*running, *ahead] if x is not None]
+    unknown = sum(1 for x in [*running, *ahead] if x is None)
+    if unknown and not known:
+        return None
+    fill = sum(known) / len(known) if known else 0.0
+    free = sorted(max(0.0, x if x is not None else fill) for x in running)
+    free += [0.0] * max(0, capacity - len(free))
+    # More holders than slots (the capacity was lowered): the surplus must end first.
+    free = sorted(free)[len(free) - capacity:] if len(free) > capacity else free
+    heapq.heapify(free)
+    for d in ahead:
+        t = heapq.heappop(free)
+        heapq.heappush(free, t + max(0.0, d if d is not None else fill))
+    return WaitEstimate(free[0], len(running), len(ahead), unknown, capacity)
+
+
+# Per time step, a training step's cost is mostly the dispatch of a few calls per gate at
+# the app's sizes (hidden ≤ 64, batch ≤ 64: README, "Why there is C"); beyond, arithmetic.
+_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def work_per_step(config: TrainConfig) -> float:
+    """A training step's relative cost: time steps × gates × size beyond 64 × 64."""
+    size = max(1.0, config.batch_size * config.hidden_size / 4096)
+    return config.seq_len * _GATES.get(config.arch, 4) * size
+
+
+class Throughput:
+    """Measured training speeds of this server: seconds per unit of
+    :func:`work_per_step`, from the trainings that ran (the latest ``keep``), and the
+    exact seconds per step of a configuration already seen."""
+
+    def __init__(self, keep: int = 50):
+        self._lock = threading.Lock()
+        self._per_work: list[float] = []
+        self._per_step: dict[TrainConfig, float] = {}
+        self.keep = keep
+
+    def observe(self, config: TrainConfig, steps_per_s: float | None) -> None:
+        if not steps_per_s or not math.isfinite(steps_per_s) or steps_per_s <= 0:
+            return
+        with self._lock:
+            self._per_step[config.replace(seed=0)] = 1.0 / steps_per_s
+            self._per_work = (self._per_work + [1.0 / steps_per_s / work_per_step(config)])[
+                -self.keep:]
+
+    def seconds_per_step(self, config: TrainConfig) -> float | None:
+        """Measured for this config (any seed), else scaled from the median of the others;
+        None before any training was measured."""
+        with self._lock:
+            exact = self._per_step.get(config.replace(seed=0))
+            if exact is not None:
+                return exact
+            if not self._per_work:
+                return None
+            per_work = sorted(self._per_work)[len(self._per_work) // 2]
+        return per_work * work_per_step(config)
+
+
+THROUGHPUT = Throughput()
 
 
 def default_capacity() -> int:
@@ -133,6 +313,10 @@ class TrainingJob(Background):
     ``store`` None keeps everything in memory only. A store that cannot be
     written (read-only disk, full disk) does not stop the training: the error is
     kept in ``save_error`` and the charts still come from memory.
+
+    ``identity`` (computed from the configs when not given: core.identity) and the
+    job's run ids (``group``) are saved in each run's status, so the store can find
+    the finished job again. ``priority``: the job's class in the slot queue.
     """
 
     thread_name = "rnnlab-train"
@@ -144,6 +328,11 @@ class TrainingJob(Background):
     save_error: str | None = None
     error: str | None = None
     mode: str = "thread"  # "thread", or "process" (a child process: see core.worker)
+    identity: str | None = None
+    priority: int = INTERACTIVE
+    throughput: Throughput | None = field(default_factory=lambda: THROUGHPUT)
+    owner: object | None = None  # who started it (core.jobs.JobRegistry: a session's owner)
+    wait: WaitEstimate | None = None  # while queued: the latest estimate
     _cancel: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _worker: object | None = None
@@ -151,11 +340,17 @@ class TrainingJob(Background):
     def __post_init__(self):
         if not self.configs:
             raise ValueError("a job needs at least one configuration")
-        for cfg in self.configs:
+        if self.identity is None:
+            self.identity = run_identity(self.configs)
+        ids = [new_run_id(cfg) for cfg in self.configs]
+        while len(set(ids)) < len(ids):  # the same second and the same 6 hex digits
+            ids = [new_run_id(cfg) for cfg in self.configs]
+        for cfg, run_id in zip(self.configs, ids):
             writer = None
             if self.store is not None:
                 try:
-                    writer = self.store.create(cfg)
+                    writer = self.store.create(cfg, run_id, status={
+                        "identity": self.identity, "group": ids})
                 except RunError as e:
                     self.save_error = str(e)
             data = writer.data if writer else RunData(cfg, status={"run_id": None})
@@ -171,14 +366,81 @@ class TrainingJob(Background):
             self._worker.stop()
 
     @property
+    def stopping(self) -> bool:
+        """Stop has been asked for."""
+        return self._cancel.is_set()
+
+    @property
     def busy(self) -> bool:
         """Still queued or training (the thread may live a moment longer to save weights)."""
         return self.alive and any(
             r.data.status.get("status") in ("queued", "running") for r in self.runs)
 
     @property
+    def run_ids(self) -> list[str]:
+        return [r.run_id for r in self.runs if r.run_id]
+
+    @property
+    def shared(self) -> bool:
+        return any(r.data.status.get("shared") for r in self.runs)
+
+    def mark_shared(self) -> None:
+        """Note in each run that it is shared (the writer saves it at its next flush)."""
+        for r in self.runs:
+            if not r.data.status.get("shared"):
+                r.data.update_status(shared=True)
+
+    @property
     def queue_position(self) -> int | None:
         return self.slots.position(self) if self.slots else None
+
+    # ------------------------------------------------------------ for the wait estimate
+
+    def remaining_s(self) -> float | None:
+        """Seconds until this job's slot comes free, from its runs' measured steps per
+        second and the steps they have left (fewer once solved, when it stops when
+        solved); None before its first step is measured."""
+        left = []
+        for r in self.runs:
+            s = r.data.status_copy()
+            if s.get("status") not in ("queued", "running"):
+                continue
+            rate, step = s.get("steps_per_s"), s.get("step", 0)
+            if not rate:
+                return None
+            end = r.config.steps
+            if r.config.stop_when_solved and s.get("steps_to_solve") is not None:
+                end = min(end, s["steps_to_solve"] + r.config.solved_tail)
+            left.append(max(0, end - step) / rate)
+        # In lockstep every run advances at the job's pace: the last to end frees the slot.
+        return max(left, default=0.0)
+
+    def expected_s(self) -> float | None:
+        """Seconds this job will hold a slot: each run's step budget at the speed measured
+        for trainings of its size (core.jobs.Throughput); None before any was measured."""
+        if self.throughput is None:
+            return None
+        total = 0.0
+        for cfg in self.configs:
+            per_step = self.throughput.seconds_per_step(cfg)
+            if per_step is None:
+                return None
+            total += per_step * cfg.steps
+        return total
+
+    def _show_wait(self) -> None:
+        """While queued: the place and estimated wait, in each run's status message."""
+        self.wait = est = self.slots.estimate_wait(self) if self.slots else None
+        pos = self.queue_position
+        if pos is None:
+            return
+        text = f"Waiting for a training slot: #{pos} in the queue"
+        if est is not None:
+            text += f", {est.words()} ({est.how()})."
+        else:
+            text += " (no training measured yet to estimate the wait)."
+        for r in self.runs:
+            r.data.update_status(message=text, wait_s=est.seconds if est else None)
 
     def _emit(self, run: JobRun, record) -> None:
         if run.writer is not None:
@@ -192,17 +454,25 @@ class TrainingJob(Background):
         acquired = False
         try:
             if self.slots is not None:
-                acquired = self.slots.acquire(self, self._cancel)
+                acquired = self.slots.acquire(self, self._cancel, self.priority,
+                                              on_wait=self._show_wait)
                 if not acquired:
                     for r in self.runs:
                         self._finish(r, "stopped", "stopped before a training slot was free")
                     return
+            self.wait = None
             for r in self.runs:
+                r.data.update_status(message="", wait_s=None)
                 r.data.set_status("running")
             if self.mode == "process":
                 self._train_in_process()
             else:
                 self._train_in_thread()
+            if self.throughput is not None:
+                for r in self.runs:
+                    s = r.data.status_copy()
+                    if s.get("status") in ("finished", "diverged") and s.get("step", 0) >= 20:
+                        self.throughput.observe(r.config, s.get("steps_per_s"))
         except Exception as e:  # noqa: BLE001 - a worker must never die silently
             self.error = f"{type(e).__name__}: {e}"
             for r in self.runs:
@@ -210,7 +480,7 @@ class TrainingJob(Background):
                     self._finish(r, "stopped", f"training failed: {self.error}")
         finally:
             if acquired:
-                self.slots.release()
+                self.slots.release(self)
 
     def _train_in_thread(self) -> None:
         for r in self.runs:
@@ -262,32 +532,198 @@ class TrainingJob(Background):
             time.sleep(0.01)
 
 
-class JobRegistry:
-    """Live jobs by run id, shared by every session of one server process.
+def _owner(watcher: object) -> object:
+    """Whom a watcher stands for: its ``owner`` (say, a browser's token kept across
+    reloads) when it has one, else the watcher itself (a browser session)."""
+    return getattr(watcher, "owner", None) or watcher
 
-    A page that starts a job registers it; a browser refresh (a new session)
-    finds it again by the run id in its URL. When a session ends, its jobs are
-    *released*: they keep training for ``grace_s`` seconds, so a reload or a
-    reconnect can claim them back, and are then stopped (their runs are saved
-    with status "stopped").
+
+@dataclass
+class Attached:
+    """What :meth:`JobRegistry.train_or_attach` did: ``how`` is "started" (a new
+    training), "attached" (to the identical training under way: ``job``) or "opened"
+    (the identical finished run in the store: ``run_ids``, no job)."""
+
+    how: str
+    run_ids: list[str]
+    job: TrainingJob | None = None
+
+
+class JobRegistry:
+    """Live jobs by run id, and who watches which run, for every session of one server.
+
+    Sessions ("watchers": any hashable object, one per browser session; its ``owner``
+    attribute, when set, says whom it stands for) tell the registry which runs each of
+    their pages shows (:meth:`watch`). From that:
+
+    * **one training per identical run**: :meth:`train_or_attach` hands a Train press
+      to the live job with the same identity, or to the finished run in the store,
+      and starts a training only when there is neither (atomically: twenty presses
+      at once start one);
+    * **shared**: a run handed by Train to an owner other than the one who started it
+      is marked ``shared`` in its status;
+    * **Stop** (:meth:`stop_or_leave`): stops the training only when no other session
+      watches it; otherwise this session leaves it and it goes on for the others;
+    * **end of a session** (:meth:`forget`): jobs nobody watches any more keep
+      training for ``grace_s`` seconds, so a reload (which finds them again by the
+      run ids in its URL and watches them) can claim them back, then stop (their
+      runs are saved with status "stopped");
+    * **delete** (:meth:`delete_refusal`): refused while the run trains, while another
+      session watches it, and once it is shared.
     """
 
     def __init__(self, grace_s: float = 30.0):
         self.grace_s = grace_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._start_lock = threading.Lock()  # one find-or-start at a time
         self._jobs: dict[str, TrainingJob] = {}
+        self._views: dict[object, dict[str, tuple[str, ...]]] = {}  # watcher -> page -> ids
         self._timers: dict[int, threading.Timer] = {}
 
-    def register(self, job: TrainingJob) -> None:
+    # ------------------------------------------------------------ jobs
+
+    def register(self, job: TrainingJob, watcher: object | None = None,
+                 page: str = "") -> None:
         with self._lock:
             self._prune()
             for r in job.runs:
                 if r.run_id:
                     self._jobs[r.run_id] = job
+        if watcher is not None:
+            if job.owner is None:
+                job.owner = _owner(watcher)
+            self.watch(watcher, page, job.run_ids)
 
     def get(self, run_id: str) -> TrainingJob | None:
         with self._lock:
             return self._jobs.get(run_id)
+
+    def find(self, identity: str, store: RunStore | None = None) -> TrainingJob | None:
+        """The live job training this identity into ``store`` (the same root), if any,
+        that has not been asked to stop."""
+        root = _root(store)
+        with self._lock:
+            self._prune()
+            for job in {id(j): j for j in self._jobs.values()}.values():
+                if job.identity == identity and job.alive and not job.stopping and \
+                        _root(job.store) == root:
+                    return job
+        return None
+
+    def train_or_attach(self, configs: Sequence[TrainConfig], store: RunStore,
+                        watcher: object, page: str,
+                        start: Callable[[str], TrainingJob]) -> Attached:
+        """A Train press: attach ``watcher``'s ``page`` to the identical live job, else
+        open the identical finished run in ``store``, else call ``start(identity)``
+        (which may raise, say, for a per-session cap) for a started job, registered here.
+        Either of the first two, when the run came from another owner, marks it shared."""
+        identity = run_identity(list(configs))
+        me = _owner(watcher)
+        with self._start_lock:
+            live = self.find(identity, store)
+            if live is not None:
+                if live.owner is not None and live.owner is not me:
+                    live.mark_shared()
+                self.watch(watcher, page, live.run_ids)
+                return Attached("attached", live.run_ids, live)
+            done = store.find_identical(identity, len(configs))
+            if done is not None:
+                for run_id in done:
+                    try:
+                        store.mark_shared(run_id)
+                    except (OSError, ValueError, RunError):
+                        pass  # still opened; only the flag is lost
+                self.watch(watcher, page, done)
+                return Attached("opened", done)
+            job = start(identity)
+            job.owner = me
+            self.register(job, watcher, page)
+            return Attached("started", job.run_ids, job)
+
+    # ------------------------------------------------------------ who watches what
+
+    def watch(self, watcher: object, page: str, run_ids: Sequence[str]) -> None:
+        """``watcher``'s ``page`` now shows ``run_ids`` (empty: nothing). A job it showed
+        before that nobody watches any more is stopped (a page starting another training
+        stopped its previous one before sharing existed, and still does); a job it now
+        shows is claimed back from a pending release."""
+        ids = tuple(i for i in run_ids if i)
+        with self._lock:
+            before = self._views.get(watcher, {}).get(page, ())
+            if ids:
+                self._views.setdefault(watcher, {})[page] = ids
+            else:
+                self._views.get(watcher, {}).pop(page, None)
+            dropped = self._jobs_of(set(before) - set(ids))
+            gained = self._jobs_of(ids)
+            orphans = [j for j in dropped if j not in gained and not self._watchers_of_job(j)]
+        for job in gained:
+            self.claim(job)
+        for job in orphans:
+            job.stop()
+
+    def forget(self, watcher: object) -> None:
+        """The session ended: it watches nothing now; jobs nobody else watches are
+        released (stopped after the grace period unless watched again)."""
+        with self._lock:
+            views = self._views.pop(watcher, {})
+            jobs = self._jobs_of({i for ids in views.values() for i in ids})
+            orphans = [j for j in jobs if not self._watchers_of_job(j)]
+        for job in orphans:
+            self.release(job)
+
+    def watchers(self, run_id: str) -> set:
+        """The watchers whose pages show this run."""
+        with self._lock:
+            return {w for w, pages in self._views.items()
+                    if any(run_id in ids for ids in pages.values())}
+
+    def stop_or_leave(self, job: TrainingJob, watcher: object, page: str = "") -> str:
+        """The Stop button of ``watcher``'s ``page``: "stopped" (the job is asked to stop)
+        when no other session watches it, else "left": this page stops watching and the
+        training goes on for the others (one participant must not end it for twenty)."""
+        with self._lock:
+            others = {w for w in self._watchers_of_job(job) if w is not watcher}
+            if others:
+                views = self._views.get(watcher, {})
+                for p in [p for p, ids in views.items()
+                          if (p == page or not page) and set(ids) & set(job.run_ids)]:
+                    del views[p]
+                return "left"
+        job.stop()
+        return "stopped"
+
+    def delete_refusal(self, run_id: str, watcher: object | None = None,
+                       store: RunStore | None = None) -> str | None:
+        """Why ``watcher`` may not delete (or rename) this run now, or None if it may:
+        it is still training; another session watches it; or it is shared (a run Train
+        handed to more than one owner belongs to none of them)."""
+        job = self.get(run_id)
+        if job is not None and job.alive:
+            return "it is still training: stop it on its page first"
+        me = _owner(watcher) if watcher is not None else None
+        others = {_owner(w) for w in self.watchers(run_id)} - {me}
+        if others:
+            n = len(others)
+            return f"{n} other session{'s are' if n != 1 else ' is'} watching it"
+        if store is not None:
+            try:
+                status = store.read_status(run_id)
+            except RunError:
+                return None
+            return shared_refusal(status)
+        return None
+
+    def _jobs_of(self, run_ids) -> list[TrainingJob]:
+        jobs = {id(j): j for j in (self._jobs.get(i) for i in run_ids) if j is not None}
+        return list(jobs.values())
+
+    def _watchers_of_job(self, job: TrainingJob) -> set:
+        ids = set(job.run_ids)
+        return {w for w, pages in self._views.items()
+                if any(ids & set(v) for v in pages.values())}
+
+    # ------------------------------------------------------------ grace period
 
     def claim(self, job: TrainingJob) -> None:
         """Cancel a pending release: a session has picked the job up again."""
@@ -312,6 +748,8 @@ class JobRegistry:
     def _expire(self, job: TrainingJob) -> None:
         with self._lock:
             self._timers.pop(id(job), None)
+            if self._watchers_of_job(job):
+                return  # watched again meanwhile
         job.stop()
 
     def _prune(self) -> None:
@@ -323,6 +761,10 @@ class JobRegistry:
         with self._lock:
             self._prune()
             return list({id(j): j for j in self._jobs.values()}.values())
+
+
+def _root(store: RunStore | None) -> Path | None:
+    return Path(store.root).resolve() if store is not None else None
 
 
 def default_grace() -> float:

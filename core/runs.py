@@ -17,6 +17,13 @@ at most the records since the last flush (``flush_every`` seconds).
 
 A run whose status says "running" but whose writer has stopped beating
 (process gone, or no flush for ``STALE_AFTER_S``) is reported as "interrupted".
+
+Sharing (see core.identity and core.jobs.JobRegistry): a run trained by the app
+carries in status.json its ``identity`` (configs + code + numerics) and ``group``
+(the run ids of its lockstep job, in order), so a Train press with the same
+identity finds it (:meth:`RunStore.find_identical`) instead of training it again;
+once a run has been handed to more than one session it is ``shared``, and
+:meth:`RunStore.delete` refuses it (see :func:`shared_refusal`).
 """
 
 from __future__ import annotations
@@ -167,6 +174,12 @@ class RunData:
                 s.update(status=record.status, wall_s=record.wall_s, message=record.message)
             s["updated"] = time.time()
 
+    def update_status(self, **fields) -> None:
+        """Set status fields as they are (e.g. ``message=""`` clears the message;
+        ``shared=True``); the writer saves them at its next flush."""
+        with self._lock:
+            self.status.update(fields, updated=time.time())
+
     def set_status(self, status: str, message: str = "") -> None:
         with self._lock:
             self.status.update(status=status, updated=time.time())
@@ -264,6 +277,18 @@ def pid_alive(pid) -> bool:
     return True
 
 
+#: Statuses of a run that is complete: training it again would give the same records.
+COMPLETE_STATUSES = ("finished", "diverged")
+
+
+def shared_refusal(status: dict) -> str | None:
+    """Why a run may not be deleted or renamed for being shared, or None."""
+    if status.get("shared"):
+        return ("it is shared: Train handed it to more than one session, so it belongs to "
+                "none of them")
+    return None
+
+
 def effective_status(status: dict) -> str:
     """'running'/'queued' runs whose writer is gone are 'interrupted'."""
     s = status.get("status", "interrupted")
@@ -279,14 +304,18 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_root()
+        self._identities: dict[str, str | None] = {}  # run id -> identity (never changes)
+        self._identities_lock = threading.Lock()
 
     def path(self, run_id: str) -> Path:
         return self.root / check_run_id(run_id)
 
-    def create(self, config: TrainConfig, run_id: str | None = None) -> RunWriter:
-        """Make the run's directory and write its config; raises RunError if it can't."""
+    def create(self, config: TrainConfig, run_id: str | None = None,
+               status: dict | None = None) -> RunWriter:
+        """Make the run's directory and write its config; raises RunError if it can't.
+        ``status``: fields the run starts with (the job's ``identity`` and ``group``)."""
         run_id = check_run_id(run_id or new_run_id(config))
-        data = RunData(config, status={"run_id": run_id})
+        data = RunData(config, status={**(status or {}), "run_id": run_id})
         d = self.path(run_id)
         try:
             d.mkdir(parents=True, exist_ok=False)
@@ -371,11 +400,64 @@ class RunStore:
                 tables[name] = pd.DataFrame({c: [] for c in cols})
         return RunData.from_tables(config, status, tables)
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str, *, force: bool = False) -> None:
+        """Remove a run. A shared run is refused (RunError saying why) unless ``force``
+        (whoever may clean up a whole deployment; see core.jobs.JobRegistry.delete_refusal
+        for the rule a page applies, which also refuses runs other sessions watch)."""
         d = self.path(run_id)
         if not d.is_dir():
             raise RunError(f"no run {run_id!r} to delete")
+        refusal = None if force else shared_refusal(self.read_status(run_id))
+        if refusal:
+            raise RunError(f"run {run_id!r} cannot be deleted: {refusal}")
         shutil.rmtree(d)
+        with self._identities_lock:
+            self._identities.pop(run_id, None)
+
+    # ------------------------------------------------------------ identical runs
+
+    def identity_of(self, run_id: str) -> str | None:
+        """The identity status.json gives the run (None: an upload, an older run, or
+        unreadable), read once per run: it never changes."""
+        with self._identities_lock:
+            if run_id in self._identities:
+                return self._identities[run_id]
+        try:
+            ident = json.loads((self.path(run_id) / "status.json").read_text()).get("identity")
+        except (OSError, ValueError, AttributeError, RunError):
+            return None  # not cached: a run being created may have no status yet
+        ident = ident if isinstance(ident, str) else None
+        with self._identities_lock:
+            self._identities[run_id] = ident
+        return ident
+
+    def find_identical(self, identity: str, n: int) -> list[str] | None:
+        """The run ids, in order, of a complete job with this identity (``n`` runs, all
+        finished or diverged, with their weights saved), or None. The newest such job
+        wins when there are several (say, two servers shared the store)."""
+        candidates = [i for i in self.ids() if self.identity_of(i) == identity]
+        for run_id in candidates:  # ids() lists the newest first
+            group = self.read_status(run_id).get("group")
+            if not isinstance(group, list) or len(group) != n:
+                continue
+            try:
+                statuses = [self.read_status(g) for g in group]
+            except RunError:
+                continue
+            if all(s.get("identity") == identity and s.get("status") in COMPLETE_STATUSES
+                   and not s.get("incomplete") and self.model_path(g).is_file()
+                   for g, s in zip(group, statuses)):
+                return list(group)
+        return None
+
+    def mark_shared(self, run_id: str) -> None:
+        """Note in a saved run's status.json that it is shared (a run still training is
+        marked through its RunData instead, which its writer saves)."""
+        d = self.path(run_id)
+        status = json.loads((d / "status.json").read_text())
+        if isinstance(status, dict) and not status.get("shared"):
+            status["shared"] = True
+            write_json(d / "status.json", status)
 
     def model_path(self, run_id: str) -> Path:
         return self.path(run_id) / "model.safetensors"

@@ -237,5 +237,19 @@ class WorkerPool:
 POOL = WorkerPool(spares=settings.get("RNNLAB_SPARE_WORKERS"))
 
 
+def _exit_child(code: int) -> None:
+    """End the child without the interpreter's shutdown: the stdin watcher is a daemon
+    thread blocked in a read of stdin, and finalising the interpreter under it aborted
+    the child ("could not acquire lock for <stdin> at interpreter shutdown", SIGABRT)
+    whenever the parent had not yet closed its end. Everything it owes the parent has
+    been written and flushed by then."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(_child_main())
+    _exit_child(_child_main())

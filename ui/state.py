@@ -34,14 +34,13 @@ class SessionJobs:
         return self.jobs.get(page)
 
     def set(self, page: str, job: TrainingJob) -> None:
-        old = self.jobs.get(page)
-        if old is not None and old is not job and old.alive:
-            old.stop()
+        # The registry knows who watches what: the page's previous job stops only if no
+        # other session watches it (core.jobs.JobRegistry.watch).
+        registry().watch(self, page, job.run_ids)
         self.jobs[page] = job
 
     def release(self) -> None:
-        for job in self.jobs.values():
-            registry().release(job)
+        registry().forget(self)  # jobs nobody else watches stop after the grace period
 
 
 @st.cache_resource(scope="session", on_release=SessionJobs.release, show_spinner=False)
@@ -100,9 +99,9 @@ def attached_runs(page: str) -> tuple[TrainingJob | None, list[RunData], str | N
         return None, [], None
     live = registry().get(url_ids[0])
     if live is not None:
-        registry().claim(live)
-        session_jobs().set(page, live)
+        session_jobs().set(page, live)  # watched, hence claimed back from a release
         return live, [r.data for r in live.runs], None
+    registry().watch(session_jobs(), page, url_ids)  # nobody deletes a run under this page
     datas, problems = [], []
     for run_id in url_ids:
         try:
@@ -141,11 +140,56 @@ def start_stop_buttons(page: str, job: TrainingJob | None, datas: list[RunData],
     started = False
     if c1.button(label, type="primary", disabled=running or not can_start):
         try:
-            job = start_job(page, make_configs())
-            datas, started = [r.data for r in job.runs], True
+            job, datas, how = train_or_attach(page, make_configs())
+            started = True
+            if how in ATTACH_NOTES:
+                st.info(ATTACH_NOTES[how])
         except LimitReached as e:
             st.error(str(e))
     if c2.button("Stop", disabled=not (job is not None and job.busy)):
-        job.stop()
-        job.join(timeout=5)
+        if registry().stop_or_leave(job, session_jobs(), page) == "left":
+            session_jobs().jobs.pop(page, None)
+            st.query_params.pop("run", None)
+            st.info(LEFT_NOTE)
+            job, datas = None, []
+        else:
+            job.join(timeout=5)
     return job, datas, started
+
+
+# A Train press whose identical run exists (core.jobs.JobRegistry.train_or_attach).
+ATTACH_NOTES = {
+    "attached": "This exact run is already training for another session: you are watching it "
+                "live (training is deterministic, so one training serves everyone who asks "
+                "for the same run).",
+    "opened": "This exact run has been trained already (same settings, same code): here is "
+              "the saved run; training it again would give the same numbers, bit for bit.",
+}
+LEFT_NOTE = ("Other sessions are watching this run, so it goes on training for them; this "
+             "page has left it. Press Train to watch it again.")
+
+
+def train_or_attach(page: str, configs) -> tuple[TrainingJob | None, list[RunData], str]:
+    """A Train press: (job or None, run data, how), ``how`` being "started",
+    "attached" (the identical run is training: watch it live) or "opened" (it is
+    finished: the saved run). Only "started" counts toward this session's caps
+    (start_job raises LimitReached)."""
+    configs = list(configs)
+    jobs = session_jobs()
+    got = registry().train_or_attach(configs, run_store(), jobs, page,
+                                     lambda identity: start_job(page, configs))
+    if got.job is not None:
+        jobs.jobs[page] = got.job
+        datas = [r.data for r in got.job.runs]
+    else:
+        jobs.jobs.pop(page, None)
+        datas = [load_run(run_id) for run_id in got.run_ids]
+    st.query_params["run"] = ",".join(got.run_ids)
+    return got.job, datas, got.how
+
+
+def delete_refusal(run_id: str) -> str | None:
+    """Why this session may not delete (or rename) ``run_id``, or None when it may: the
+    run is training, another session watches it, or it is shared. The Runs page calls
+    this before deleting and shows the reason (core.jobs.JobRegistry.delete_refusal)."""
+    return registry().delete_refusal(run_id, session_jobs(), run_store())
