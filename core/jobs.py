@@ -468,10 +468,10 @@ class TrainingJob(Background):
                 self._train_in_process()
             else:
                 self._train_in_thread()
-            if self.throughput is not None:
+            if self.throughput is not None:  # what the next queued jobs' estimates use
                 for r in self.runs:
                     s = r.data.status_copy()
-                    if s.get("status") in ("finished", "diverged") and s.get("step", 0) >= 20:
+                    if s.get("step", 0) >= 20:  # enough steps for a speed, stopped or not
                         self.throughput.observe(r.config, s.get("steps_per_s"))
         except Exception as e:  # noqa: BLE001 - a worker must never die silently
             self.error = f"{type(e).__name__}: {e}"

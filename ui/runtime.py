@@ -9,7 +9,9 @@ checks), so what the app does with them is in one place:
 * :func:`start_once`: app.py's once-per-server start (warm-up, a spare training
   process, the load test's trace when asked, ``gc.freeze``);
 * :func:`live_job`: the job still training a run, if any (a reload finds it again);
-* :func:`registry`: the job registry, for ui/state.py's per-session jobs.
+* :func:`registry`: the job registry, for ui/state.py's per-session jobs: which session
+  watches which run, one training per identical run (a Train press attaches to it),
+  Stop on a shared run, and the delete rule (``registry().delete_refusal``).
 """
 
 from __future__ import annotations
@@ -47,5 +49,6 @@ def live_job(run_id: str | None) -> TrainingJob | None:
 
 
 def registry() -> JobRegistry:
-    """The server's registry of live jobs (see core.jobs.JobRegistry)."""
+    """The server's registry of live jobs and of who watches which run
+    (see core.jobs.JobRegistry)."""
     return GLOBAL_REGISTRY
