@@ -11,13 +11,22 @@ Design rules, so that live refreshes only patch data in the browser:
   empty plot; non-finite values are dropped, never plotted;
 * payloads are bounded: long series are thinned with :func:`downsample_steps`;
 * colours are colour-blind safe and work on light and dark backgrounds
-  (viridis / cividis for heatmaps, the Okabe-Ito palette for lines).
+  (viridis / cividis for heatmaps, the Okabe-Ito palette for lines);
+* one colour per architecture on every page (:func:`model_colours`): its variants
+  share its hue;
+* several runs are drawn as small multiples in the order given (``order``), each
+  panel with only the rows (quantities, gates) its model has.
 
 Gradient norms are drawn on a log colour scale after clamping to
-``GRAD_FLOOR`` (zero or 1e-30 would otherwise be -inf); legends say so.
+``GRAD_FLOOR`` (1e-30 or an underflowed 0 would otherwise be -inf); a gate's
+gradient of exactly 0 is a path that does not exist (the forget gate at t = 0
+multiplies c₋₁ = 0) and is left blank, not drawn as the darkest colour.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
 
 import altair as alt
 import numpy as np
@@ -32,12 +41,30 @@ QUANTITIES = ("h", "c", "i", "f", "g", "o", "r", "z", "n")   # LSTM: h c i f g o
 GATES = ("i", "f", "f_max", "o", "r", "z", "z_max")   # *_max: the most open unit
 # Okabe-Ito, yellow last (weak on white), black dropped (invisible on dark themes).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#999999", "#F0E442"]
+# One colour per architecture, on every page (Train, Compare, Runs, Sweep, Explain).
 ARCH_COLOURS = dict(zip(ARCHS, PALETTE))
+# Variants of an architecture (forget bias, CIFG, an init, a sweep's "lstm:forget_bias=1",
+# a second run of the same arch) keep its hue: the base colour mixed towards black (< 0)
+# or white (> 0), in the order the models are shown. So the architecture reads at a
+# glance and every model still gets a colour of its own.
+VARIANT_SHADES = (-0.45, 0.45, -0.7, 0.7)
+OTHER_COLOURS = ("#CC79A7", "#56B4E9", "#999999", "#F0E442")   # labels with no known arch
 SERIES = ("train (smoothed)", "held-out")
 NEUTRAL = "#888888"        # the baseline rule: readable on light and dark
 HEIGHT = 280
 FACET_WIDTH = 240          # "container" width is not allowed in facets/concats
-GRAD_TITLE = "‖∂ℓ/∂{q}_t‖ (log; 0 shown as 1e-12)"
+PANELS_WIDTH = 760         # what side-by-side panels, axes and legend take (px)
+GRAD_TITLE = "‖∂ℓ/∂{q}‖, log"   # short enough to show whole above a legend
+# Gate pre-activations: a gradient of exactly 0 there is a path that does not exist.
+_GATE_QUANTITIES = ("i", "f", "g", "o", "r", "z", "n")
+# Axis labels for numbers of any size: 0.25, 3, 1.2e+13 (not 12,000,000,000,000).
+NUMBER_LABELS = ("abs(datum.value) >= 10000 || (abs(datum.value) < 0.001 && datum.value != 0)"
+                 " ? format(datum.value, '.1e') : format(datum.value, '~g')")
+# On a log axis: a label at each power of ten only (0.01, 1, 1e-08), not at 3.0e-5.
+LOG_LABELS = ("abs(log(datum.value) / LN10 - round(log(datum.value) / LN10)) < 1e-6 ? "
+              "(datum.value >= 0.01 && datum.value < 1000 ? format(datum.value, '~g') : "
+              "format(datum.value, '.0e')) : ''")
+STEP_AXIS = dict(tickMinStep=1, format="d")   # training steps are whole numbers
 
 
 # ---------------------------------------------------------------- helpers
@@ -119,15 +146,81 @@ def _by_tip(by: str | None) -> list:
     return [alt.Tooltip(f"{by}:N", title=by)] if by else []
 
 
-def _run_colour(by: str) -> alt.Color:
-    return alt.Color(f"{by}:N", title=by, sort="ascending", scale=alt.Scale(range=PALETTE))
+_ARCH_RE = re.compile(r"(?<![a-z_])(rnn_tanh|rnn_relu|lstm|gru)(?![a-z_])")
 
 
-def _arch_colour(df: pd.DataFrame) -> alt.Color:
-    extra = sorted(set(df["arch"]) - set(ARCHS))       # only if an unknown arch shows up
-    domain = list(ARCHS) + extra
-    rng = [ARCH_COLOURS.get(a, PALETTE[(4 + i) % len(PALETTE)]) for i, a in enumerate(domain)]
-    return alt.Color("arch:N", title="architecture", scale=alt.Scale(domain=domain, range=rng))
+def arch_of(label) -> str | None:
+    """The architecture a model label names ('lstm (CIFG)' → 'lstm', 'RNN tanh: h' →
+    'rnn_tanh', 'a1b2c3 · gru' → 'gru'), or None."""
+    m = _ARCH_RE.search(re.sub(r"rnn[ -]+(tanh|relu)", r"rnn_\1", str(label).lower()))
+    return m.group(1) if m else None
+
+
+def _is_plain(label, arch: str) -> bool:
+    """The label names the architecture alone (perhaps after a run id): 'lstm', 'x · lstm'."""
+    return str(label).strip().lower().endswith(arch) and "(" not in str(label)
+
+
+def _mix(colour: str, amount: float) -> str:
+    """``colour`` mixed towards white (amount > 0) or black (amount < 0)."""
+    rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+    rgb = rgb + (255 - rgb) * amount if amount > 0 else rgb * (1 + amount)
+    return "#" + "".join(f"{int(round(v)):02x}" for v in rgb)
+
+
+def model_colours(labels: Sequence) -> dict:
+    """A colour for each model label: its architecture's (``ARCH_COLOURS``) for the plain
+    architecture (else the first label of that architecture), a shade of it
+    (``VARIANT_SHADES``, in the order given) for each other label of the same
+    architecture, and one of ``OTHER_COLOURS`` for labels that name none."""
+    labels = list(dict.fromkeys(labels))
+    out: dict = {}
+    by_arch: dict[str, list] = {}
+    for label in labels:
+        by_arch.setdefault(arch_of(label), []).append(label)
+    for arch, group in by_arch.items():
+        if arch is None:
+            for i, label in enumerate(group):
+                out[label] = OTHER_COLOURS[i % len(OTHER_COLOURS)]
+            continue
+        base = ARCH_COLOURS[arch]
+        first = next((x for x in group if _is_plain(x, arch)), group[0])
+        out[first] = base
+        rest = [x for x in group if x != first]
+        for i, label in enumerate(rest):
+            shade = VARIANT_SHADES[i % len(VARIANT_SHADES)]
+            out[label] = _mix(base, shade * (1 if i < len(VARIANT_SHADES) else 0.6))
+    return {label: out[label] for label in labels}
+
+
+def canonical_order(labels) -> list:
+    """Model labels by architecture (as ``ARCHS``), the plain architecture before its variants."""
+    def key(label):
+        arch = arch_of(label)
+        return (ARCHS.index(arch) if arch else len(ARCHS),
+                not (arch and _is_plain(label, arch)), str(label))
+    return sorted(dict.fromkeys(labels), key=key)
+
+
+def _labels(df: pd.DataFrame, by: str, order: Sequence | None) -> list:
+    """The labels to draw, in ``order`` (those with data), else in order of appearance."""
+    present = list(dict.fromkeys(df[by].tolist())) if by in df.columns else []
+    if order is None:
+        return present
+    have = set(present)
+    return [x for x in dict.fromkeys(order) if x in have]
+
+
+def model_colour(field: str, labels: Sequence, title: str | None = None,
+                 legend: bool = True, among: Sequence | None = None) -> alt.Color:
+    """Colour by model label with :func:`model_colours` (computed over ``among``, default
+    ``labels``, so a model keeps its colour when others are not drawn); the legend lists
+    exactly ``labels``."""
+    labels = list(dict.fromkeys(labels))
+    colours = model_colours(list(among or []) + labels)
+    return alt.Color(f"{field}:N", title=title if title is not None else field, sort=labels,
+                     scale=alt.Scale(domain=labels, range=[colours[x] for x in labels]),
+                     legend=alt.Legend() if legend else None)
 
 
 def _grad_colour(quantity: str) -> alt.Color:
@@ -137,15 +230,47 @@ def _grad_colour(quantity: str) -> alt.Color:
     )
 
 
-def _small_multiples(chart: alt.Chart, by: str | None) -> alt.Chart:
-    """Facet columns per run with one colour scale for all, or the single container-wide view."""
+def _panel_width(n: int, axis_each: bool) -> int:
+    """Each panel's plot width so that ``n`` panels, their axes (on the first only when
+    the y scale is shared), spacing and the colour legend fit in ``PANELS_WIDTH``."""
+    axes, spacing = (48, 52 * (n - 1)) if axis_each else (48, 14 * (n - 1))
+    free = PANELS_WIDTH - axes - spacing - 95
+    return int(max(90, min(FACET_WIDTH, free // max(1, n))))
+
+
+def _small_multiples(chart: alt.Chart, d: pd.DataFrame, by: str | None,
+                     order: Sequence | None = None, shared_y: bool = True):
+    """One panel per model, side by side in ``order`` (default: as they appear), one colour
+    scale for all; each panel filters the one dataset to its model, so with
+    ``shared_y=False`` it shows only the rows (quantities, gates) that model has. Without
+    ``by``: the single container-wide view."""
     if not by:
         return chart.properties(width="container")
-    return (
-        chart.properties(width=FACET_WIDTH)
-        .facet(column=alt.Column(f"{by}:N", title=None, sort="ascending"))
-        .resolve_scale(color="shared")
-    )
+    labels = _labels(d, by, order)
+    if not labels:
+        return chart.properties(width=FACET_WIDTH)
+    width = _panel_width(len(labels), axis_each=not shared_y)
+    colours = model_colours(labels)
+
+    def title(label):   # in the model's colour when the label names an architecture
+        extra = {"color": colours[label]} if arch_of(label) else {}
+        return alt.TitleParams(str(label), fontSize=13, fontWeight="bold", anchor="start",
+                               **extra)
+
+    panels = []
+    for i, label in enumerate(labels):
+        panel = chart.transform_filter(alt.FieldEqualPredicate(field=by, equal=label))
+        if i or not shared_y:   # a shared y axis once; row labels (h, c, f…) need no title
+            y = chart.encoding.y.copy()
+            y.title = None
+            if shared_y:
+                y.axis = alt.Axis(labels=False, ticks=False, domain=False)
+            panel = panel.encode(y=y)
+        panels.append(panel.properties(width=width, title=title(label)))
+    # "flush": panels laid out by their plots alone, so titles line up whatever the axes;
+    # the spacing leaves room for the y labels of independent panels (f_max, z_max).
+    return alt.hconcat(*panels, spacing=14 if shared_y else 52, bounds="flush").resolve_scale(
+        color="shared", y="shared" if shared_y else "independent")
 
 
 _AXIS = dict(labelOverlap="greedy", labelAngle=0, labelSeparation=4)
@@ -154,13 +279,20 @@ _AXIS = dict(labelOverlap="greedy", labelAngle=0, labelSeparation=4)
 # ---------------------------------------------------------------- loss
 
 def loss_chart(metrics: pd.DataFrame, evals: pd.DataFrame, baseline: float | None,
-               log_scale: bool = False, by: str | None = None) -> alt.LayerChart:
+               log_scale: bool = False, by: str | None = None,
+               order: Sequence | None = None, colour: str | None = None) -> alt.LayerChart:
     """Loss against training step: smoothed training loss (rolling mean, ≤ 500 points per
     run), held-out loss, and a dashed rule at the task's input-independent baseline loss.
 
-    ``by="run"`` colours by run; train lines are dashed, held-out lines solid.
+    ``by="run"`` colours by run (:func:`model_colours`, legend in ``order``, default: as
+    the runs appear); train lines are dashed, held-out lines solid. One run drawn in
+    ``colour`` (its architecture's, ``ARCH_COLOURS``) has the same dashes; without it,
+    the two curves take two colours.
     """
-    return loss_layers(loss_frames(metrics, evals, baseline, log_scale, by), log_scale, by)
+    frames = loss_frames(metrics, evals, baseline, log_scale, by)
+    if by and order is None:
+        order = _labels(frames["lines"], by, None)
+    return loss_layers(frames, log_scale, by, order, colour)
 
 
 def loss_frames(metrics: pd.DataFrame, evals: pd.DataFrame, baseline: float | None,
@@ -189,29 +321,37 @@ def loss_frames(metrics: pd.DataFrame, evals: pd.DataFrame, baseline: float | No
 
 
 def loss_layers(frames: dict[str, pd.DataFrame], log_scale: bool = False,
-                by: str | None = None) -> alt.LayerChart:
-    """The loss chart from :func:`loss_frames`."""
+                by: str | None = None, order: Sequence | None = None,
+                colour: str | None = None) -> alt.LayerChart:
+    """The loss chart from :func:`loss_frames`; with ``by``, coloured by :func:`model_colours`
+    of ``order`` (part of the spec: a page that reuses the spec keys it on the labels).
+    Axis numbers stay readable at any size (1.2e+13, not 12,000,000,000,000) and
+    training steps are whole numbers."""
     lines, base = frames["lines"], frames["base"]
     y_title = "loss (log)" if log_scale else "loss"
     y_scale = alt.Scale(type="log") if log_scale else alt.Scale(type="linear")
+    labels = LOG_LABELS if log_scale else NUMBER_LABELS
 
     series_dash = alt.StrokeDash("series:N", title="curve", sort=list(SERIES),
                                  scale=alt.Scale(domain=list(SERIES), range=[[5, 3], [1, 0]]))
     enc = dict(
-        x=alt.X("step:Q", title="training step"),
-        y=alt.Y("loss:Q", title=y_title, scale=y_scale),
+        x=alt.X("step:Q", title="training step", axis=alt.Axis(**STEP_AXIS)),
+        y=alt.Y("loss:Q", title=y_title, scale=y_scale, axis=alt.Axis(labelExpr=labels)),
         tooltip=[alt.Tooltip("series:N", title="curve"), alt.Tooltip("step:Q", title="step"),
                  alt.Tooltip("loss:Q", title="loss", format=".4g")]
         + _by_tip(by),
     )
     if by:
-        enc.update(color=_run_colour(by), strokeDash=series_dash)
+        names = order if order is not None else _labels(lines, by, None)
+        enc.update(color=model_colour(by, names), strokeDash=series_dash)
+    elif colour:
+        enc.update(color=alt.value(colour), strokeDash=series_dash)
     else:
         enc["color"] = alt.Color("series:N", title="curve", sort=list(SERIES),
                                  scale=alt.Scale(domain=list(SERIES), range=PALETTE[:2]))
     line = alt.Chart(lines).mark_line(strokeWidth=1.8, clip=True).encode(**enc)
 
-    by_y = alt.Y("baseline:Q", title=y_title, scale=y_scale)
+    by_y = alt.Y("baseline:Q", title=y_title, scale=y_scale, axis=alt.Axis(labelExpr=labels))
     rule = alt.Chart(base).mark_rule(color=NEUTRAL, strokeDash=[6, 4], strokeWidth=1.5).encode(
         y=by_y, tooltip=[alt.Tooltip("baseline:Q", title="baseline (input-independent)",
                                      format=".4g")])
@@ -224,9 +364,27 @@ def loss_layers(frames: dict[str, pd.DataFrame], log_scale: bool = False,
 # ---------------------------------------------------------------- heatmaps
 
 def _probe_frame(probes, by):
+    """Probe rows ready for a log colour scale: a gate's gradient of exactly 0 (a path that
+    does not exist, such as f at t = 0, which multiplies c₋₁ = 0) is dropped, so its cell
+    stays blank; h or c at 0 (float32 underflow) is floored to ``GRAD_FLOOR`` like any
+    vanished gradient; non-finite values are dropped."""
     d = _frame(probes, ["step", "t", "grad_norm"], ["quantity"], by)
+    d = d[~((d["grad_norm"] == 0) & d["quantity"].isin(_GATE_QUANTITIES))]
     d["grad_norm"] = clamp_log(d["grad_norm"])
     return _finite(d, ["step", "t", "grad_norm"])
+
+
+def _time_x(probes, drawn: pd.DataFrame) -> alt.X:
+    """The time-step axis. When non-finite gradients were dropped (a diverging run), the
+    axis still spans every probed time step, so the remaining cells keep their place
+    instead of stretching across the chart; otherwise it follows the data (a spec that
+    does not change with the data)."""
+    t = pd.to_numeric(_frame(probes, ["t"], [], None)["t"], errors="coerce").dropna()
+    every = sorted(int(v) for v in t.unique())
+    x = dict(title="time step t", sort="ascending", axis=alt.Axis(**_AXIS))
+    if len(drawn) and set(every) - set(drawn["t"].astype(int)):
+        x["scale"] = alt.Scale(domain=every)
+    return alt.X("t:O", **x)
 
 
 def _grad_tooltip(quantity: str, by: str | None) -> list:
@@ -236,58 +394,64 @@ def _grad_tooltip(quantity: str, by: str | None) -> list:
         alt.Tooltip("grad_norm:Q", title=GRAD_TITLE.format(q=quantity), format=".3e")]
 
 
-def grad_time_heatmap(probes: pd.DataFrame, quantity: str = "h", by: str | None = None):
+def grad_time_heatmap(probes: pd.DataFrame, quantity: str = "h", by: str | None = None,
+                      order: Sequence | None = None, height: int = HEIGHT):
     """Heatmap A — how far back the gradient reaches, and how that changes with training.
 
     x: time step t; y: training step of the probe (latest at the top, ≤ 200 steps per run,
     first and last kept); colour: log ‖∂ℓ/∂q_t‖ for one quantity (default h).
-    ``by="run"``: one facet column per run, one shared colour scale.
+    ``by="run"``: one panel per run, in ``order``, one shared colour scale. ``height`` in
+    pixels (the landing fits the chart on one 1280×720 screen).
     """
     d = _probe_frame(probes, by)
     d = downsample_steps(d[d["quantity"] == quantity], MAX_HEATMAP_STEPS, key=by)
     chart = alt.Chart(d).mark_rect().encode(
-        x=alt.X("t:O", title="time step t", sort="ascending", axis=alt.Axis(**_AXIS)),
+        x=_time_x(probes, d),
         y=alt.Y("step:O", title="training step", sort="descending", axis=alt.Axis(**_AXIS)),
         color=_grad_colour(quantity), tooltip=_grad_tooltip(quantity, by),
-    ).properties(height=HEIGHT)
-    return _small_multiples(chart, by)
+    ).properties(height=height)
+    return _small_multiples(chart, d, by, order)
 
 
-def gate_heatmap(probes: pd.DataFrame, step: int | None = None, by: str | None = None):
+def gate_heatmap(probes: pd.DataFrame, step: int | None = None, by: str | None = None,
+                 order: Sequence | None = None):
     """Heatmap B — where the gradient flows at one probe step: through h, the LSTM cell c,
     or which gate's pre-activation.
 
     x: time step t; y: quantity (fixed order h c i f g o r z n: LSTM shows h c i f g o,
     GRU h r z n); colour: log gradient norm at ``step`` (default: the latest probe; with
-    runs, each run's latest, or its probe nearest ``step``). ``by="run"``: facets, shared colour.
+    runs, each run's latest, or its probe nearest ``step``). ``by="run"``: one panel per run
+    in ``order``, each with only its own quantities, one shared colour scale.
     """
     d = _at_step(_probe_frame(probes, by), step, by)
     chart = alt.Chart(d).mark_rect().encode(
-        x=alt.X("t:O", title="time step t", sort="ascending", axis=alt.Axis(**_AXIS)),
+        x=_time_x(probes, d),
         y=alt.Y("quantity:N", title="quantity", sort=list(QUANTITIES)),
         color=_grad_colour("q"), tooltip=_grad_tooltip("q", by),
     ).properties(height=alt.Step(24))
-    return _small_multiples(chart, by)
+    return _small_multiples(chart, d, by, order, shared_y=False)
 
 
-def activation_heatmap(gates: pd.DataFrame, step: int | None = None, by: str | None = None):
+def activation_heatmap(gates: pd.DataFrame, step: int | None = None, by: str | None = None,
+                       order: Sequence | None = None):
     """Heatmap C — how open each gate is along the sequence at one probe step.
 
     x: time step t; y: gate (fixed order i f o r z); colour: mean activation on a fixed
-    [0, 1] cividis scale (0 = closed, 1 = open). Step choice and ``by`` as in gate_heatmap.
+    [0, 1] cividis scale (0 = closed, 1 = open). Step choice, ``by`` and ``order`` as in
+    gate_heatmap (a model without gates has no panel).
     """
     d = _frame(gates, ["step", "t", "mean"], ["gate"], by)
     d = _at_step(_finite(d, ["step", "t", "mean"]), step, by)
     chart = alt.Chart(d).mark_rect().encode(
         x=alt.X("t:O", title="time step t", sort="ascending", axis=alt.Axis(**_AXIS)),
         y=alt.Y("gate:N", title="gate", sort=list(GATES)),
-        color=alt.Color("mean:Q", title="mean activation",
+        color=alt.Color("mean:Q", title="gate value",
                         scale=alt.Scale(domain=[0, 1], clamp=True, scheme="cividis")),
         tooltip=_by_tip(by) + [
             alt.Tooltip("step:Q", title="training step"), alt.Tooltip("t:Q", title="time step t"),
             alt.Tooltip("gate:N", title="gate"), alt.Tooltip("mean:Q", title="mean", format=".3f")],
     ).properties(height=alt.Step(24))
-    return _small_multiples(chart, by)
+    return _small_multiples(chart, d, by, order, shared_y=False)
 
 
 def input_example_chart(example: pd.DataFrame) -> alt.Chart:
@@ -306,70 +470,139 @@ def input_example_chart(example: pd.DataFrame) -> alt.Chart:
 
 # ---------------------------------------------------------------- summaries
 
-def reach_chart(summaries: pd.DataFrame, by: str | None = None) -> alt.HConcatChart:
+def reach_chart(summaries: pd.DataFrame, by: str | None = None,
+                order: Sequence | None = None, colour: str | None = None) -> alt.HConcatChart:
     """Two panels against training step: gradient reach (how many time steps back the
     h-gradient stays ≥ 1e-3 of its maximum) and the vanishing ratio ‖∂ℓ/∂h_0‖/‖∂ℓ/∂h_T−1‖
-    on a log axis (≪ 1 vanished, ≈ 1 carried, ≫ 1 exploded). ``by="run"`` colours by run."""
+    on a log axis (≪ 1 vanished, ≈ 1 carried, ≫ 1 exploded). ``by="run"`` colours by run
+    (:func:`model_colours` in ``order``)."""
     d = _frame(summaries, ["step", "gradient_reach", "vanishing_ratio"], [], by)
+    labels = _labels(d, by, order) if by else []
     d["vanishing_ratio"] = clamp_log(d["vanishing_ratio"])
     panels = []
     for col, title, scale, fmt in (
         ("gradient_reach", "gradient reach (time steps)", alt.Scale(type="linear"), "d"),
-        ("vanishing_ratio", "vanishing ratio ‖∂ℓ/∂h_0‖ / ‖∂ℓ/∂h_T‖ (log)", alt.Scale(type="log"),
-         ".0e"),
+        ("vanishing_ratio", "vanishing ratio ‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖ (log)",
+         alt.Scale(type="log"), None),
     ):
-        p = downsample_steps(_finite(d, ["step", col]), MAX_LINE_POINTS, key=by)
+        p = _finite(d, ["step", col])
+        if col == "gradient_reach":   # 0 only when the gradient is not finite (or all 0):
+            p = p[p[col] > 0]         # undefined, not "reaches no step"
+        p = downsample_steps(p, MAX_LINE_POINTS, key=by)
         p = p[["step", col] + ([by] if by else [])]
         enc = dict(
-            x=alt.X("step:Q", title="training step"),
-            y=alt.Y(f"{col}:Q", title=title, scale=scale, axis=alt.Axis(format=fmt)),
+            x=alt.X("step:Q", title="training step", axis=alt.Axis(**STEP_AXIS)),
+            y=alt.Y(f"{col}:Q", title=title, scale=scale,
+                    axis=alt.Axis(format=fmt) if fmt else alt.Axis(labelExpr=LOG_LABELS)),
             tooltip=_by_tip(by)
             + [alt.Tooltip("step:Q", title="step"), alt.Tooltip(f"{col}:Q", title=title, format=".3g")],
         )
         if by:
-            enc["color"] = _run_colour(by)
-        panels.append(alt.Chart(p).mark_line(point=True, color=PALETTE[0])
+            enc["color"] = model_colour(by, labels)
+        panels.append(alt.Chart(p).mark_line(point=True, color=colour or PALETTE[0])
                       .encode(**enc).properties(width=FACET_WIDTH + 60, height=HEIGHT - 60))
     return alt.hconcat(*panels).resolve_scale(color="shared")
 
 
+# ---------------------------------------------------------------- explain
+
+def decay_chart(curves: pd.DataFrame, order: Sequence | None = None) -> alt.Chart:
+    """Explain: log₁₀ of a Jacobian's norm against the lag (steps back), one line per series
+    (core.explain.decay_curves: columns lag, series, log10_norm). Each series takes its
+    architecture's colour (:func:`model_colours`); the first series of an architecture is
+    solid, its others ("f path alone", "z bias") dashed in a shade of the same hue."""
+    d = _finite(_frame(curves, ["lag", "log10_norm"], ["series"], None), ["lag", "log10_norm"])
+    if order is None:
+        def key(label):
+            arch = arch_of(label)
+            return (ARCHS.index(arch) if arch else len(ARCHS),
+                    any(w in str(label) for w in ("alone", "bias", "+")), str(label))
+        order = sorted(dict.fromkeys(d["series"]), key=key)
+    order = _labels(d, "series", order)
+    seen, dashes = set(), []
+    for label in order:
+        arch = arch_of(label)
+        dashes.append([1, 0] if arch not in seen else [6, 3])
+        seen.add(arch)
+    return alt.Chart(d).mark_line(strokeWidth=2.2).encode(
+        x=alt.X("lag:Q", title="lag T−1−t (steps back from the last step)",
+                axis=alt.Axis(**STEP_AXIS)),
+        y=alt.Y("log10_norm:Q", title="log₁₀ ‖∂q_T−1/∂q_t‖₂"),
+        color=model_colour("series", order, "series"),
+        strokeDash=alt.StrokeDash("series:N", title="series", sort=order,
+                                  scale=alt.Scale(domain=order, range=dashes)),
+        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("lag:Q", title="lag"),
+                 alt.Tooltip("log10_norm:Q", title="log₁₀ norm", format=".2f")],
+    ).properties(width="container", height=HEIGHT + 40)
+
+
 # ---------------------------------------------------------------- sweeps
 
-def success_chart(df: pd.DataFrame) -> alt.LayerChart:
-    """Sweep: fraction of seeds that solved the task against sequence length, one line per
-    architecture, with Wilson 95% interval error bars (columns arch, seq_len, rate, low, high)."""
-    d = _finite(_frame(df, ["seq_len", "rate", "low", "high"], ["arch"], None), ["seq_len", "rate"])
-    base = alt.Chart(d).encode(
-        x=alt.X("seq_len:Q", title="sequence length", scale=alt.Scale(zero=False)),
-        color=_arch_colour(d),
-        tooltip=[alt.Tooltip("arch:N", title="architecture"), alt.Tooltip("seq_len:Q", title="length"),
-                 alt.Tooltip("rate:Q", title="success rate", format=".0%"),
-                 alt.Tooltip("low:Q", title="95% low", format=".0%"),
-                 alt.Tooltip("high:Q", title="95% high", format=".0%")],
+SHAPES = ("circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "stroke")
+
+
+def _sweep_encodings(d: pd.DataFrame, order: Sequence | None) -> dict:
+    """Shared by the sweep charts: sequence lengths as evenly spaced groups (the grid's
+    values, not a continuous axis), each architecture at its own offset inside the group
+    with its own colour (:func:`model_colours`) and marker shape, so equal values (every
+    architecture at 100 %) sit side by side instead of on top of each other. The legend
+    lists only the architectures drawn."""
+    full = list(order) if order is not None else canonical_order(d["arch"])
+    labels = _labels(d, "arch", full)
+    full += [x for x in labels if x not in full]
+    # colour and shape from the whole grid: an architecture looks the same in every chart,
+    # drawn in it or not
+    return dict(
+        x=alt.X("seq_len:O", title="sequence length", sort="ascending",
+                axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("arch:N", sort=labels, scale=alt.Scale(domain=labels)),
+        color=model_colour("arch", labels, "architecture", among=full),
+        shape=alt.Shape("arch:N", title="architecture", sort=labels, scale=alt.Scale(
+            domain=labels, range=[SHAPES[full.index(x) % len(SHAPES)] for x in labels])),
     )
+
+
+def success_chart(df: pd.DataFrame, order: Sequence | None = None) -> alt.LayerChart:
+    """Sweep: fraction of seeds that solved the task against sequence length, per
+    architecture (``order``: legend order, default alphabetical), with Wilson 95%
+    interval error bars (columns arch, seq_len, rate, low, high)."""
+    d = _finite(_frame(df, ["seq_len", "rate", "low", "high"], ["arch"], None), ["seq_len", "rate"])
+    enc = _sweep_encodings(d, order)
+    tooltip = [alt.Tooltip("arch:N", title="architecture"), alt.Tooltip("seq_len:Q", title="length"),
+               alt.Tooltip("rate:Q", title="success rate", format=".0%"),
+               alt.Tooltip("low:Q", title="95% low", format=".0%"),
+               alt.Tooltip("high:Q", title="95% high", format=".0%")]
     title, scale = "success rate (Wilson 95% CI)", alt.Scale(domain=[0, 1])
-    lines = base.mark_line(point=True).encode(
-        y=alt.Y("rate:Q", title=title, scale=scale, axis=alt.Axis(format="%")))
-    bars = base.mark_errorbar(ticks=True).encode(
+    base = alt.Chart(d).encode(x=enc["x"], xOffset=enc["xOffset"], color=enc["color"],
+                               tooltip=tooltip)
+    bars = base.mark_rule(strokeWidth=1.5).encode(
         y=alt.Y("low:Q", title=title, scale=scale), y2="high:Q")
-    return alt.layer(bars, lines).properties(width="container", height=HEIGHT)
+    y = alt.Y("rate:Q", title=title, scale=scale, axis=alt.Axis(format="%"))
+    lines = base.mark_line(strokeWidth=1.2, opacity=0.55).encode(y=y)
+    points = base.mark_point(filled=True, size=70, opacity=1).encode(y=y, shape=enc["shape"])
+    # Points first: the legend's symbols come from the first layer (opaque, shaped).
+    return alt.layer(points, bars, lines).properties(width="container", height=HEIGHT)
 
 
-def sweep_metric_chart(df: pd.DataFrame, y: str, title: str, log_scale: bool = False) -> alt.Chart:
+def sweep_metric_chart(df: pd.DataFrame, y: str, title: str, log_scale: bool = False,
+                       order: Sequence | None = None) -> alt.Chart:
     """Sweep: any per-(arch, seq_len) number (column ``y``, axis title ``title``) against
-    sequence length, point + line per architecture; ``log_scale`` for ratios."""
+    sequence length, one marker per architecture as in :func:`success_chart`;
+    ``log_scale`` for ratios."""
     d = _frame(df, ["seq_len", y], ["arch"], None)
     if log_scale:
         d[y] = clamp_log(d[y])
     d = _finite(d, ["seq_len", y])
+    enc = _sweep_encodings(d, order)
     scale = alt.Scale(type="log") if log_scale else alt.Scale(type="linear")
-    return alt.Chart(d).mark_line(point=True).encode(
-        x=alt.X("seq_len:Q", title="sequence length", scale=alt.Scale(zero=False)),
-        y=alt.Y(f"{y}:Q", title=title, scale=scale),
-        color=_arch_colour(d),
+    base = alt.Chart(d).encode(
+        x=enc["x"], xOffset=enc["xOffset"], color=enc["color"],
+        y=alt.Y(f"{y}:Q", title=title, scale=scale, axis=alt.Axis(labelExpr=NUMBER_LABELS)),
         tooltip=[alt.Tooltip("arch:N", title="architecture"), alt.Tooltip("seq_len:Q", title="length"),
-                 alt.Tooltip(f"{y}:Q", title=title, format=".3g")],
-    ).properties(width="container", height=HEIGHT)
+                 alt.Tooltip(f"{y}:Q", title=title, format=".3g")])
+    return alt.layer(base.mark_point(filled=True, size=70, opacity=1).encode(shape=enc["shape"]),
+                     base.mark_line(strokeWidth=1.2, opacity=0.55),
+                     ).properties(width="container", height=HEIGHT)
 
 
 # ---------------------------------------------------------------- export
@@ -423,7 +656,8 @@ def chart_to_svg(chart) -> str:
 
 
 __all__ = [
-    "activation_heatmap", "chart_to_png", "chart_to_svg", "clamp_log", "downsample_steps",
+    "activation_heatmap", "arch_of", "canonical_order", "chart_to_png", "chart_to_svg",
+    "clamp_log", "decay_chart", "downsample_steps", "model_colour", "model_colours",
     "gate_heatmap", "grad_time_heatmap", "latest_step", "loss_chart", "loss_frames",
     "loss_layers", "reach_chart",
     "success_chart", "sweep_metric_chart",

@@ -60,6 +60,11 @@ def metric(col, label: str, value: str, help: str) -> None:
     col.metric(label, value, help=help)
 
 
+def ratio(x) -> str:
+    """A gradient ratio, the same way everywhere on the page: an exact 0 says why."""
+    return "0 (underflow)" if x == 0 else sci(x)
+
+
 def verdict_md(v: str) -> str:
     return f":{VERDICT_COLOUR.get(v, 'gray')}[**{v}**]"
 
@@ -67,12 +72,8 @@ def verdict_md(v: str) -> str:
 # ---------------------------------------------------------------- settings
 
 st.title("Explain: why the LSTM's and GRU's gradient survives")
-st.caption(
-    "“How do LSTM and GRU prevent the vanishing gradient problem?” Below, each piece of the "
-    "mechanism is stated in math and then measured: every number on this page is computed by "
-    "autograd when the page runs, on the untrained models the Train page would start from "
-    "(torch's default init, the recall task), or on your own runs."
-)
+st.markdown(f"The question this page tests: [“{narrate.QUESTION}”]({narrate.QUESTION_URL}) "
+            "(Cross Validated, with three answers, each judged in [§4](#answers)).")
 with st.sidebar:
     st.subheader("Measurement settings")
     T = st.select_slider("Sequence length T", options=[25, 50, 100], value=explain.SEQ_LEN,
@@ -86,11 +87,21 @@ with st.sidebar:
                "largest singular value), of gradients L2; both averaged over the sequences.")
 
 rnn = rnn_facts(T, H, seed)
+lstm = lstm_facts(T, H, seed)
+gru = gru_facts(T, H, seed)
+forget, profiles = forget_gate_gain(T, H, seed)
 L = T - 1
+with st.container(border=True):
+    st.markdown(narrate.explain_answer(rnn, lstm, gru, forget))
+st.caption(
+    "Below, each piece of the mechanism is stated in math and then measured: every number on "
+    "this page is computed by autograd when the page runs, on the untrained models the Train "
+    "page would start from (torch's default init, the recall task), or on your own runs."
+)
 
 # ---------------------------------------------------------------- 1. RNN
 
-st.header("1 · The vanilla RNN: a product of Jacobians")
+st.header("1 · The vanilla RNN: a product of Jacobians", anchor="rnn")
 st.latex(r"h_t = \phi(a_t),\quad \phi = \tanh,\qquad "
          r"a_t = W_{ih}x_t + b_{ih} + W_{hh}h_{t-1} + b_{hh}")
 st.latex(
@@ -114,21 +125,20 @@ metric(c[2], "‖W_hh‖₂", f"{rnn['w_norm']:.3g}",
 metric(c[3], "gradient reach", f"{rnn['gradient_reach']} / {T}",
        "Steps back from the end where ‖∂ℓ/∂h_t‖ stays ≥ 1e-3 of its maximum (probe).")
 st.markdown(narrate.rnn_sentence(rnn))
-lstm = lstm_facts(T, H, seed)
-gru = gru_facts(T, H, seed)
 curves = explain.decay_curves(rnn, lstm, gru)
 st.subheader("How far back a change still matters")
 st.caption(
     "log₁₀ ‖∂q_T−1/∂q_t‖₂ for the state q each line names (h, or the LSTM's cell c) against "
     "the lag T−1−t (steps back from the last step), measured on untrained models; the “f path "
-    "alone” line is ‖∏ diag(f)‖₂ from the measured forget-gate values. −10 means 10⁻¹⁰."
+    "alone” line is ‖∏ diag(f)‖₂ from the measured forget-gate values. −10 means 10⁻¹⁰. "
+    "One colour per architecture, as on every page; dashed: the same architecture's second "
+    "line."
 )
-st.line_chart(curves, x="lag", y="log10_norm", color="series",
-              x_label="lag T−1−t (steps back)", y_label="log₁₀ ‖Jacobian‖₂", height=320)
+st.altair_chart(charts.decay_chart(curves), key="explain_decay")
 
 # ---------------------------------------------------------------- 2. LSTM
 
-st.header("2 · The LSTM: an additive cell path whose gain is the forget gate")
+st.header("2 · The LSTM: an additive cell path whose gain is the forget gate", anchor="lstm")
 st.latex(r"c_t = f_t \odot c_{t-1} + i_t \odot g_t,\qquad h_t = o_t \odot \tanh(c_t)")
 st.latex(
     r"\begin{aligned}\frac{\partial c_t}{\partial c_{t-1}} = \operatorname{diag}(f_t) + \Big["
@@ -159,23 +169,23 @@ metric(c[2], "mean f", f"{lstm['mean_f']:.3f}",
 metric(c[3], "gradient reach", f"{lstm['gradient_reach']} / {T}",
        "Probe: ‖∂ℓ/∂h_t‖ ≥ 1e-3 of its maximum.")
 st.markdown(narrate.lstm_sentence(lstm))
-forget, profiles = forget_gate_gain(T, H, seed)
 show = pd.DataFrame({
     "forget gate": forget["variant"],
     "mean f": forget["mean_f"].map(lambda v: f"{v:.3f}"),
     f"mean f^{L} (comparison)": forget["comparison_f_pow"].map(sci),
-    "‖∂ℓ/∂c₀‖ / ‖∂ℓ/∂c_T−1‖ (measured)": forget["cell_ratio"].map(sci),
-    "‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖": forget["vanishing_ratio"].map(sci),
+    "cell: ‖∂ℓ/∂c₀‖ / ‖∂ℓ/∂c_T−1‖": forget["cell_ratio"].map(ratio),
+    "h: ‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖": forget["vanishing_ratio"].map(ratio),
     "gradient reach": forget["gradient_reach"].map(lambda v: f"{int(v)} / {T}"),
 })
-st.dataframe(show, hide_index=True)
+st.table(show.set_index("forget gate"))
 shown = list(explain.FORGET_VARIANTS)[:3]      # three facets fit a wide page
 st.caption(
     "Where the gradient flows at initialisation (training step 0), by time step t and quantity "
     "(h, the cell c, and the gates' pre-activations), for f ≈ 0.5, 0.73 and 0.95: one log "
     "colour scale for all three."
 )
-st.altair_chart(charts.gate_heatmap(profiles[profiles["run"].isin(shown)], step=0, by="run"),
+st.altair_chart(charts.gate_heatmap(profiles[profiles["run"].isin(shown)], step=0, by="run",
+                                    order=shown),
                 key="explain_forget_heatmap")
 st.markdown(narrate.forget_sentence(forget))
 
@@ -213,22 +223,24 @@ else:
         st.markdown(f"**{story['label']}** on {story['task']}, T = {story['seq_len']}: first "
                     f"probe at training step {story['first_step']}, latest at step "
                     f"{story['last_step']} ({story['probes']} probes).")
-        c = st.columns(3)
-        c[0].metric(f"gradient reach (of {story['steps']})",
-                    f"{story['reach_first']} → {story['reach_last']}",
-                    help="Steps back from the end where ‖∂ℓ/∂h_t‖ stays ≥ 1e-3 of its maximum.")
-        c[1].metric("‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖",
-                    f"{sci(story['ratio_first'])} → {sci(story['ratio_last'])}")
+        first, last = f"first probe (step {story['first_step']})", \
+            f"latest probe (step {story['last_step']})"
+        rows = [("gradient reach", f"{story['reach_first']} / {story['steps']}",
+                 f"{story['reach_last']} / {story['steps']}"),
+                ("h: ‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖", ratio(story["ratio_first"]),
+                 ratio(story["ratio_last"]))]
+        if "cell_last" in story:
+            rows.append(("cell: ‖∂ℓ/∂c₀‖ / ‖∂ℓ/∂c_T−1‖", ratio(story["cell_first"]),
+                         ratio(story["cell_last"])))
         if story["gate"]:
             g = story["gate"]
-            c[2].metric(f"mean {g}, all units",
-                        f"{story['gate_first']:.3f} → {story['gate_last']:.3f}",
-                        help="Averaged over time steps, sequences and all hidden units.")
-        st.caption(f"Each: first probe (step {story['first_step']}) → latest probe (step "
-                   f"{story['last_step']}).")
-        if "cell_last" in story:
-            st.markdown(f"Cell path: ‖∂ℓ/∂c₀‖ / ‖∂ℓ/∂c_T−1‖ = {sci(story['cell_first'])} at the "
-                        f"first probe, {sci(story['cell_last'])} at the latest.")
+            rows.append((f"mean {g}, all units", f"{story['gate_first']:.3f}",
+                         f"{story['gate_last']:.3f}"))
+        st.table(pd.DataFrame(rows, columns=["measured", first, last]).set_index("measured"))
+        st.caption("Gradient reach: steps back from the end where ‖∂ℓ/∂h_t‖ stays ≥ 1e-3 of "
+                   "the largest after it. Means: over time steps, sequences and all hidden "
+                   "units. A ratio of 0 means the gradient underflowed float32 on its way to "
+                   "step 0.")
         weights = store.model_path(run_id)
         if story["gate"] and weights.exists():
             tv = trained_vs_init(str(store.root), run_id, weights.stat().st_mtime)
@@ -242,15 +254,15 @@ else:
                      f"{b['gate_max_unit']:.3f}"),
                     (f"units with mean {g} > 0.9", f"{a['units_open']} / {a['units']}",
                      f"{b['units_open']} / {b['units']}"),
-                    (f"carry path alone ‖∏ diag {g}‖₂ over T−1 steps", sci(a["carry_gain"]),
-                     sci(b["carry_gain"])),
+                    (f"carry path alone ‖∏ diag {g}‖₂ over T−1 steps", ratio(a["carry_gain"]),
+                     ratio(b["carry_gain"])),
                     ("gradient reach", f"{a['reach']} / {story['steps']}",
                      f"{b['reach']} / {story['steps']}"),
-                    ("‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖", sci(a["ratio"]), sci(b["ratio"])),
+                    ("h: ‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖", ratio(a["ratio"]), ratio(b["ratio"])),
                 ]
                 st.markdown("Its saved weights against the same model at step 0, on one batch:")
-                st.dataframe(pd.DataFrame(rows, columns=["measured", "step 0", "trained"]),
-                             hide_index=True)
+                st.table(pd.DataFrame(rows, columns=["measured", "step 0", "trained"])
+                         .set_index("measured"))
                 st.markdown(narrate.trained_sentence(tv))
         elif story["gate"]:
             st.caption(
@@ -261,7 +273,7 @@ else:
 
 # ---------------------------------------------------------------- 3. GRU
 
-st.header("3 · The GRU: the update gate carries h")
+st.header("3 · The GRU: the update gate carries h", anchor="gru")
 st.latex(r"h_t = (1 - z_t)\odot n_t + z_t \odot h_{t-1}\qquad\text{(torch's convention)}")
 st.latex(
     r"\frac{\partial h_t}{\partial h_{t-1}} = \operatorname{diag}(z_t) + "
@@ -288,7 +300,7 @@ st.markdown(narrate.gru_sentence(gru))
 
 # ---------------------------------------------------------------- 4. the three answers
 
-st.header("4 · The three answers, put to the test")
+st.header("4 · The three answers, put to the test", anchor="answers")
 st.caption("Each claim of the original thread's three answers, quoted, and the measurement that "
            "decides it. The verdicts are computed from the numbers above.")
 sat = saturation_effect(T, H, seed)
@@ -303,14 +315,13 @@ for v in narrate.verdicts(explain.claim_evidence(rnn, lstm, forget, sat)):
                      r"\tanh'(a) = 1 - \tanh^2(a) \le 1")
             st.caption("Both derivatives go to 0 as |a| grows: a saturated unit passes almost "
                        "no gradient, however bounded its output.")
-            st.dataframe(pd.DataFrame({
+            st.table(pd.DataFrame({
                 "model": sat["variant"],
-                "mean σ′ (LSTM gates) / tanh′ (RNN)": sat["mean_derivative"].map(
-                    lambda x: f"{x:.3g}"),
+                "mean σ′ (LSTM gates) / tanh′ (RNN)": sat["mean_derivative"].map(sci),
                 "saturated (derivative < 0.01)": sat["saturated"].map(lambda x: f"{x:.0%}"),
-                "‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖": sat["vanishing_ratio"].map(sci),
+                "‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖": sat["vanishing_ratio"].map(ratio),
                 "gradient reach": sat["gradient_reach"].map(lambda x: f"{int(x)} / {T}"),
                 "‖∂L/∂W_hh‖": sat["grad_w_hh"].map(sci),
-            }), hide_index=True)
-            st.caption("A ratio of 0 means the gradient underflowed float32 (below ~1e-45) "
-                       "before reaching step 0.")
+            }).set_index("model"))
+            st.caption("A ratio of 0 (underflow) means the gradient underflowed float32 "
+                       "(below ~1e-45) before reaching step 0.")

@@ -2,9 +2,11 @@
 
 import os
 
+import pandas as pd
 import streamlit as st
 
 from core import charts, settings
+from core.narrate import sci
 from core.sweeps import SWEEP_PRESETS, SweepError, SweepSpec, list_sweeps, load_sweep, summarise_sweep
 from core.sweep_job import SweepJob
 from core.tasks import TASK_NAMES
@@ -88,23 +90,60 @@ if c2.button("Stop", disabled=not running):
     job.stop()
 
 
-def sweep_charts(results, key: str) -> None:
+def summary_table(summary) -> pd.DataFrame:
+    """The sweep's summary as people read it: rates in %, the Wilson interval beside its
+    rate, every other number through narrate.sci, "—" where there is none."""
+    def pct(x):
+        return "—" if x != x else f"{x:.0%}"
+
+    table = pd.DataFrame({
+        "task": summary["task"], "architecture": summary["arch"], "T": summary["seq_len"],
+        "solved": [f"{int(k)} / {int(n)}" for k, n in zip(summary["successes"], summary["n"])],
+        "success (95% CI)": [f"{pct(r)} ({pct(lo)}–{pct(hi)})" for r, lo, hi in
+                             zip(summary["rate"], summary["low"], summary["high"])],
+        "steps to solve": summary["median_steps_to_solve"].map(sci),
+        "reach": summary["median_gradient_reach"].map(sci),
+        "ratio h₀/h_T−1": summary["median_vanishing_ratio"].map(sci),
+        "held-out loss": summary["median_eval_loss"].map(sci),
+    })
+    if summary["task"].nunique() == 1:     # named in the sweep's description
+        table = table.drop(columns="task")
+    extra = [c for c in summary.columns if c not in (
+        "task", "arch", "seq_len", "n", "successes", "rate", "low", "high",
+        "median_steps_to_solve", "median_gradient_reach", "median_vanishing_ratio",
+        "median_eval_loss", "mean_wall_s", "errors")]
+    for c in extra:                       # --param dimensions
+        table.insert(2, c, summary[c].astype(str))
+    if summary["errors"].sum():
+        table["errors"] = summary["errors"]
+    return table
+
+
+def sweep_charts(results, key: str, order=None) -> None:
     summary = summarise_sweep(results)
     if summary.empty:
         st.info("The charts fill in as runs finish.")
         return
     st.subheader("Success rate against sequence length")
-    st.altair_chart(charts.success_chart(summary), key=f"{key}_success")
+    st.caption("Each marker: the share of seeds that solved the task, with its Wilson 95% "
+               "interval; architectures side by side at each length, so equal rates do not "
+               "hide each other.")
+    st.altair_chart(charts.success_chart(summary, order=order), key=f"{key}_success")
     c1, c2 = st.columns(2)
     with c1:
         st.altair_chart(charts.sweep_metric_chart(summary, "median_steps_to_solve",
-                                                  "Steps to solve (median of solved runs)"),
+                                                  "steps to solve (median)",
+                                                  order=order),
                         key=f"{key}_steps")
     with c2:
         st.altair_chart(charts.sweep_metric_chart(summary, "median_gradient_reach",
-                                                  "Gradient reach at the end (median, steps)"),
+                                                  "gradient reach (median)",
+                                                  order=order),
                         key=f"{key}_reach")
-    st.dataframe(summary, hide_index=True)
+    st.dataframe(summary_table(summary), hide_index=True)
+    st.caption("Per architecture and length, over seeds: medians of the runs' final numbers "
+               "(steps to solve: of the runs that solved it; reach and ‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖: "
+               "at the final probe).")
 
 
 if job is not None:
@@ -116,7 +155,7 @@ if job is not None:
         st.progress(job.done / max(1, job.total))
         if job.error:
             st.error(job.error)
-        sweep_charts(job.results(), "sweep_live")
+        sweep_charts(job.results(), "sweep_live", [v["name"] for v in job.spec.variants])
         if running and not job.alive:
             st.rerun(scope="app")
 
@@ -134,7 +173,15 @@ def past_sweeps():
     if past.empty:
         st.info("No sweeps saved yet.")
     else:
-        st.dataframe(past, hide_index=True)
+        # Fits the page: runs as "done / total", times to the minute (the id is in the
+        # picker below).
+        shown = pd.DataFrame({
+            "sweep": past["description"], "state": past["state"],
+            "runs done": [f"{d} / {t}" for d, t in zip(past["done"], past["total"])],
+            "solved": past["solved"],
+            "updated": past["updated"].dt.strftime("%Y-%m-%d %H:%M").fillna("—")})
+        st.dataframe(shown, hide_index=True, column_config={
+            "sweep": st.column_config.TextColumn(width="large")})
     return past
 
 
@@ -146,6 +193,6 @@ if not past.empty:
         try:
             data = load_sweep(run_store().root, chosen)
             st.caption(data.spec.describe())
-            sweep_charts(data.results, "sweep_past")
+            sweep_charts(data.results, "sweep_past", [v["name"] for v in data.spec.variants])
         except SweepError as e:
             st.error(str(e))

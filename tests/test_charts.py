@@ -187,9 +187,82 @@ def test_spec_is_stable_when_only_data_changes(make):
 def test_small_multiples_share_one_log_colour_scale(fn):
     spec = fn(probes(runs=RUNS), by="run").to_dict()
     assert spec["resolve"]["scale"]["color"] == "shared"
-    assert spec["facet"]["column"]["field"] == "run"
-    colour = spec["spec"]["encoding"]["color"]
-    assert colour["scale"]["type"] == "log" and "(log" in colour["title"]
+    assert [p["title"]["text"] for p in spec["hconcat"]] == list(RUNS)
+    for panel in spec["hconcat"]:
+        colour = panel["encoding"]["color"]
+        assert colour["scale"]["type"] == "log" and "log" in colour["title"]
+
+
+def test_panels_follow_the_order_given_and_each_shows_only_its_own_rows():
+    lstm = probes(runs=["lstm (CIFG)"], quantities=LSTM_Q)
+    gru = probes(runs=["gru"], quantities=("h", "r", "z", "n"))
+    rnn = probes(runs=["rnn_tanh"], quantities=("h",))
+    both = pd.concat([lstm, gru, rnn], ignore_index=True)
+    order = ["rnn_tanh", "lstm (CIFG)", "gru"]            # as picked, not alphabetical
+    spec = C.gate_heatmap(both, by="run", order=order).to_dict()
+    assert [p["title"]["text"] for p in spec["hconcat"]] == order
+    assert spec["resolve"]["scale"]["y"] == "independent"    # no blank rows for other models
+    filters = [p["transform"][0]["filter"] for p in spec["hconcat"]]
+    assert [f["equal"] for f in filters] == order
+    # a model without gates gets no panel in C
+    g = pd.concat([gates(runs=["lstm"]), gates(runs=["gru"])], ignore_index=True)
+    spec = C.activation_heatmap(g, by="run", order=["rnn_tanh", "gru", "lstm"]).to_dict()
+    assert [p["title"]["text"] for p in spec["hconcat"]] == ["gru", "lstm"]
+
+
+def test_a_gate_gradient_of_exactly_zero_is_blank_and_a_state_gradient_is_floored():
+    p = probes(T=4, quantities=("h", "f"))
+    p.loc[(p["t"] == 0), "grad_norm"] = 0.0      # f at t = 0 has no path; h underflowed
+    d = C.gate_heatmap(p).data
+    first = d[d["t"] == 0]
+    assert set(first["quantity"]) == {"h"} and (first["grad_norm"] == C.GRAD_FLOOR).all()
+
+
+def test_one_colour_per_architecture_and_its_variants_share_its_hue():
+    colours = C.model_colours(["lstm (CIFG)", "gru", "lstm", "rnn_tanh (ρ=1.5)", "lstm (forget bias 1)"])
+    assert colours["lstm"] == C.ARCH_COLOURS["lstm"]          # the plain arch, wherever it is
+    assert colours["gru"] == C.ARCH_COLOURS["gru"]
+    assert colours["rnn_tanh (ρ=1.5)"] == C.ARCH_COLOURS["rnn_tanh"]   # first of its arch
+    assert len(set(colours.values())) == len(colours)
+    for variant in ("lstm (CIFG)", "lstm (forget bias 1)"):
+        assert _hue(colours[variant]) == pytest.approx(_hue(C.ARCH_COLOURS["lstm"]), abs=0.02)
+    assert C.arch_of("RNN tanh: h") == "rnn_tanh" and C.arch_of("a1b2 · gru") == "gru"
+    assert C.arch_of("lstm:forget_bias=1") == "lstm" and C.arch_of("mlp") is None
+    # the same model gets the same colour on every page: Compare's loss chart and heatmaps
+    order = ["gru", "lstm"]
+    loss = C.loss_chart(metrics(runs=order), evals(order), 0.3, by="run", order=order).to_dict()
+    scale = loss["layer"][0]["encoding"]["color"]["scale"]
+    assert scale == {"domain": order, "range": [C.ARCH_COLOURS["gru"], C.ARCH_COLOURS["lstm"]]}
+
+
+def _hue(colour: str) -> float:
+    import colorsys
+    return colorsys.rgb_to_hls(*(int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)))[0]
+
+
+def test_the_sweep_legend_lists_only_what_is_drawn_and_markers_do_not_hide_each_other():
+    spec = C.success_chart(sweep()).to_dict()
+    for layer in spec["layer"]:
+        enc = layer["encoding"]
+        assert enc["color"]["scale"]["domain"] == ["rnn_tanh", "lstm", "gru"]   # no rnn_relu
+        assert enc["xOffset"]["field"] == "arch"       # side by side at equal rates
+    shapes = [layer["encoding"]["shape"]["scale"]["range"] for layer in spec["layer"]
+              if "shape" in layer["encoding"]]
+    assert shapes and len(set(shapes[0])) == 3
+
+
+def test_loss_axis_reads_huge_numbers_and_steps_are_whole():
+    spec = C.loss_chart(metrics(), evals(), 0.3).to_dict()
+    enc = spec["layer"][0]["encoding"]
+    assert enc["x"]["axis"]["tickMinStep"] == 1 and enc["x"]["axis"]["format"] == "d"
+    assert "1e" in enc["y"]["axis"]["labelExpr"] or ".1e" in enc["y"]["axis"]["labelExpr"]
+
+
+def test_colour_legend_titles_are_short_enough_to_show():
+    for chart in (C.grad_time_heatmap(probes()), C.gate_heatmap(probes()),
+                  C.activation_heatmap(gates())):
+        title = chart.to_dict()["encoding"]["color"]["title"]
+        assert len(title) <= 18, title
 
 
 def test_activation_colour_domain_is_fixed_to_unit_interval():
@@ -201,3 +274,35 @@ def test_exports_png_and_svg():
     chart = C.gate_heatmap(probes())
     assert C.chart_to_png(chart).startswith(b"\x89PNG")
     assert "<svg" in C.chart_to_svg(C.loss_chart(metrics(), evals(), 0.3))
+
+
+def test_a_diverging_probe_keeps_its_time_axis_and_an_undefined_reach_is_not_drawn():
+    p = probes(n_steps=2, T=6, quantities=("h",))
+    p.loc[(p["step"] == p["step"].max()) & (p["t"] < 5), "grad_norm"] = np.inf
+    spec = C.gate_heatmap(p).to_dict()
+    assert spec["encoding"]["x"]["scale"]["domain"] == list(range(6))   # not one wide cell
+    assert "scale" not in C.gate_heatmap(probes(T=6)).to_dict()["encoding"]["x"]
+    s = summaries(n=4).assign(gradient_reach=[20, 20, 0, 0],
+                              vanishing_ratio=[30.0, 40.0, np.inf, np.nan])
+    reach = C.reach_chart(s).hconcat[0].data
+    assert reach["gradient_reach"].tolist() == [20, 20]     # reach 0 there means undefined
+
+
+def test_one_run_is_drawn_in_its_architectures_colour():
+    spec = C.loss_chart(metrics(), evals(), 0.3, colour=C.ARCH_COLOURS["lstm"]).to_dict()
+    enc = spec["layer"][0]["encoding"]
+    assert enc["color"] == {"value": C.ARCH_COLOURS["lstm"]}
+    assert enc["strokeDash"]["field"] == "series"
+    reach = C.reach_chart(summaries(), colour=C.ARCH_COLOURS["gru"]).to_dict()
+    assert all(p["mark"]["color"] == C.ARCH_COLOURS["gru"] for p in reach["hconcat"])
+
+
+def test_an_architecture_keeps_its_colour_and_marker_in_charts_that_omit_others():
+    order = ["rnn_tanh", "lstm", "lstm:forget_bias=1", "gru"]
+    full = C.success_chart(sweep(), order=order).to_dict()["layer"][0]["encoding"]
+    gru_only = C.sweep_metric_chart(sweep().query("arch == 'gru'"), "reach", "reach",
+                                    order=order).to_dict()["layer"][0]["encoding"]
+    assert gru_only["color"]["scale"]["domain"] == ["gru"]
+    i = full["color"]["scale"]["domain"].index("gru")
+    assert gru_only["color"]["scale"]["range"] == [full["color"]["scale"]["range"][i]]
+    assert gru_only["shape"]["scale"]["range"] == [full["shape"]["scale"]["range"][i]]

@@ -135,21 +135,28 @@ def test_a_templated_loss_chart_equals_one_built_from_scratch(log, by, monkeypat
     monkeypatch.setattr(live, "_TEMPLATES", live._Lru(64))
     builds = []
 
-    def build(frames):
-        builds.append(1)
-        return charts.loss_layers(frames, log_scale=log, by=by)
-
     a, b = (["LSTM", "tanh RNN"], ["GRU", "LSTM", "tanh RNN"]) if by else (None, None)
     versions = [(_metrics(0, runs=a), _evals(0, a), None), (_metrics(5, runs=a), _evals(1, a), 0.3),
                 (_metrics(700, 1, b), _evals(7, b), 0.167), (_metrics(701, 2, b), _evals(7, b), 0.167)]
     for i, (m, e, base) in enumerate(versions):
+        # The runs' colours (one per architecture) are part of the spec: like the Compare
+        # page, the structure names the runs, in the order shown.
+        order = a if i < 2 else b
+
+        def build(frames, order=order):
+            builds.append(1)
+            return charts.loss_layers(frames, log_scale=log, by=by, order=order)
+
         def frames(m=m, e=e, base=base):
             return charts.loss_frames(m, e, base, log_scale=log, by=by)
-        live.templated_chart(("loss", i), "w", ("loss", log), frames, build)
+        structure = ("loss", log) + ((tuple(order),) if by else ())
+        live.templated_chart(("loss", i), "w", structure, frames, build)
         sent = empty_cache[-1][1]
-        expected, _ = live._compact_spec(charts.loss_chart(m, e, base, log_scale=log, by=by))
+        expected, _ = live._compact_spec(charts.loss_chart(m, e, base, log_scale=log, by=by,
+                                                           order=order))
         assert sent == expected, f"version {i}"
-    assert len(builds) == 1  # one Altair build; every later version only refilled
+    # one Altair build per set of runs; every later version only refilled
+    assert len(builds) == (2 if by else 1)
 
 
 def test_a_chart_whose_data_cannot_be_traced_is_always_built(monkeypatch, empty_cache):

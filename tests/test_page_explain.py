@@ -52,10 +52,37 @@ def test_explain_page_shows_the_latest_run(runs_dir):
     assert at.selectbox(key="explain_run").value == writer.dir.name
     text = _text(at)
     assert "first probe at training step 0" in text and "latest at step 4" in text
-    metrics = {m.label: m.value for m in at.metric}
-    assert "gradient reach (of 20)" in metrics and "mean f, all units" in metrics
-    assert "→" in metrics["mean f, all units"]
-    # the per-unit table of the saved weights against step 0
-    tables = [d.value for d in at.dataframe]
-    assert any(list(t.columns) == ["measured", "step 0", "trained"] for t in tables)
+    story = next(t.value for t in at.table if list(t.value.columns)[0].startswith("first probe"))
+    assert list(story.columns) == ["first probe (step 0)", "latest probe (step 4)"]
+    assert story.loc["gradient reach"].str.endswith("/ 20").all()
+    assert {"mean f, all units", "h: ‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖",
+            "cell: ‖∂ℓ/∂c₀‖ / ‖∂ℓ/∂c_T−1‖"} <= set(story.index)
+    # the per-unit table of the saved weights against step 0 (a static table: never clipped)
+    tables = [t.value for t in at.table]
+    assert any(list(t.columns) == ["step 0", "trained"] and t.index.name == "measured"
+               for t in tables)
     assert not at.info or not any("No run with gradient probes" in i.value for i in at.info)
+
+
+def test_explain_opens_with_the_answer_read_from_its_own_measurements(runs_dir):
+    from core import explain, narrate
+
+    at = AppTest.from_file(page_path("explain"), default_timeout=60)
+    at.session_state["explain_T"] = 25
+    at.session_state["explain_H"] = 16
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    texts = [m.value for m in at.markdown]
+    # the question it tests, named and linked, before anything else
+    assert narrate.QUESTION in texts[0] and "stats.stackexchange.com" in texts[0]
+    answer = texts[1]
+    forget, _ = explain.forget_gate_gain(25, 16, explain.SEED)
+    expected = narrate.explain_answer(explain.rnn_facts(25, 16, explain.SEED),
+                                      explain.lstm_facts(25, 16, explain.SEED),
+                                      explain.gru_facts(25, 16, explain.SEED), forget)
+    assert answer == expected
+    assert "(#rnn)" in answer and "(#lstm)" in answer and "(#gru)" in answer
+    # the anchors exist: the sections carry them
+    assert {h.proto.anchor for h in at.header} >= {"rnn", "lstm", "gru", "answers"}
+    # the forget-gate and saturation tables are static tables: never clipped
+    assert len(at.table) >= 2 and not at.dataframe

@@ -238,12 +238,13 @@ def run_charts(data: RunData, key: str) -> None:
     """
     s = data.status_copy()
     arch = data.config.arch
+    colour = charts.ARCH_COLOURS.get(arch)   # one colour per architecture, on every page
     log = st.toggle("Log-scale loss", key=f"{key}_log")
     templated_chart(("loss", log, s.get("baseline_loss")) + data_key([data], "metrics", "evals"),
-                    f"{key}_loss", ("loss", log),
+                    f"{key}_loss", ("loss", log, colour),
                     lambda: charts.loss_frames(data.table("metrics"), data.table("evals"),
                                                s.get("baseline_loss"), log_scale=log),
-                    lambda frames: charts.loss_layers(frames, log_scale=log))
+                    lambda frames: charts.loss_layers(frames, log_scale=log, colour=colour))
     if s.get("status") == "diverged" and not log:
         st.caption("The loss exploded: on a linear axis its last finite values dwarf the "
                    "rest. Turn on **Log-scale loss** to see it grow step by step.")
@@ -288,7 +289,7 @@ def run_charts(data: RunData, key: str) -> None:
                      lambda: charts.activation_heatmap(gates, step=chosen))
     st.subheader("Gradient reach over training")
     cached_chart(("reach",) + probed, f"{key}_reach",
-                 lambda: charts.reach_chart(tables["summaries"]))
+                 lambda: charts.reach_chart(tables["summaries"], colour=colour))
 
 
 # The probe tables of the runs being drawn, per version (copying them is the costly part).
