@@ -48,3 +48,15 @@ def test_compare_trains_two_architectures(app_server, page):
                        30, "results table naming rnn_tanh and lstm")
     assert "gru" not in table, f"gru was removed but appears in the results table: {table[:500]}"
     wait_charts(page, 1, timeout=10)
+
+
+def test_a_link_with_five_models_warns_and_shows_the_first_four(app_server, page):
+    """Issue 15: this link crashed the page (StreamlitSelectionCountExceedsMaxError)."""
+    params = dict(TINY, models="rnn_tanh,lstm,gru,lstm (CIFG),lstm (forget bias 1)")
+    params.pop("arch")
+    train_together = page.get_by_role("button", name="Train together", exact=True)
+    open_page(page, app_server, "compare", params, ready=train_together)
+    assert multiselect_values(page, "Models") == ["rnn_tanh", "lstm", "gru", "lstm (CIFG)"]
+    body = page.inner_text("body")
+    assert "compares at most 4" in body and "first 4" in body, body[:800]
+    assert "This app has encountered an error" not in body
