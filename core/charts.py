@@ -499,7 +499,8 @@ def reach_chart(summaries: pd.DataFrame, by: str | None = None,
         )
         if by:
             enc["color"] = model_colour(by, labels)
-        panels.append(alt.Chart(p).mark_line(point=True, color=colour or PALETTE[0])
+        line = colour or PALETTE[0]
+        panels.append(alt.Chart(p).mark_line(point=alt.OverlayMarkDef(color=line), color=line)
                       .encode(**enc).properties(width=FACET_WIDTH + 60, height=HEIGHT - 60))
     return alt.hconcat(*panels).resolve_scale(color="shared")
 
