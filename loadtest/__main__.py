@@ -174,6 +174,7 @@ def main(argv=None) -> int:
             records = browser_load.read_trace(trace)
             since = min((s.press_wall for s in sessions if s.press_wall), default=None)
             figures["click_in_server_s"] = browser_load.server_click_times(records)
+            figures["click_phases"] = click_phases(figures["per_session"], records)
             figures["script_runs"] = browser_load.script_run_times(records, since)
             figures["thread_pool_peak"] = browser_load.thread_pool_peaks(records)
             figures["baseline"] = baseline
@@ -203,6 +204,47 @@ def main(argv=None) -> int:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0 if not problems else 1
+
+
+CLICK_PHASES = (("to_server", "sent", "received"), ("waiting", "received", "started"),
+                ("in_server", "received", "answered"), ("to_socket", "answered", "written"),
+                ("to_driver", "written", "arrived"))
+
+
+def click_phases(per_session: list[dict], records: list[dict]) -> dict:
+    """Each protocol click split where its time went, from the driver's clock and the
+    server's trace (ui/trace.py; one machine, one clock): sent → the request reaches the
+    server's ``handle_backmsg`` (``to_server``: the socket and the server's event loop)
+    → the answering script run reaches the toggle (``waiting``: for the session's run
+    under way) → the answer built (``in_server``, which includes ``waiting``) → the loss
+    chart handed to the session's socket (``to_socket``: the event loop's backlog; it can
+    be handed over before ``answered`` is noted, so slightly negative) → its arrival in
+    the driver (``to_driver``). A click is matched to the trace record of its session
+    received between its sending and its answer's arrival."""
+    answers = [r for r in records if r.get("received") and r.get("answered")]
+    written: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("what") == "written":
+            written.setdefault(r["session"], []).append(r["written"])
+    events, unmatched = [], 0
+    for p in per_session:
+        sid = p.get("session_id")
+        for sent, arrived in p.get("click_walls", []):
+            if arrived is None:
+                continue
+            hit = [r for r in answers if r["session"] == sid and sent - 0.05 <= r["received"] <= arrived + 0.05]
+            if len(hit) != 1:
+                unmatched += 1
+                continue
+            r = hit[0]
+            after = r.get("started") or r["received"]
+            w = next((t for t in sorted(written.get(sid, [])) if t >= after), None)
+            events.append({"sent": sent, "received": r["received"], "started": r.get("started"),
+                           "answered": r["answered"], "written": w, "arrived": arrived})
+    out = {name: sc_mod.spread(e[b] - e[a] for e in events if e.get(a) and e.get(b))
+           for name, a, b in CLICK_PHASES}
+    out["matched"], out["unmatched"] = len(events), unmatched
+    return out
 
 
 def check(f: dict, sc: sc_mod.Scenario) -> list[str]:
@@ -256,6 +298,8 @@ def format_table(f: dict, sc: sc_mod.Scenario) -> str:
             f"{f.get('sessions_done')} of {n}")),
         ("open all sessions", f"{f.get('open_all_s')} s; each, median / p95 / max: {_s(f.get('open_s'))}"),
         (f"press {sc.press!r} in all", f"{f.get('press_all_s')} s"),
+        ("press → its run starts (new_session), median / p95 / max", _s(f.get("run_start_s"))),
+        ("press → first element drawn, median / p95 / max", _s(f.get("first_delta_s"))),
         ("press → first chart, median / p95 / max", _s(f.get("first_chart_s"))),
         (f"press → {sc.until!r}, median / p95 / max", _s(f.get("until_s"))),
         *[(f"press → {w!r} (seen in {f['sessions_watch_seen'][w]})", _s(v))
@@ -290,6 +334,11 @@ def format_table(f: dict, sc: sc_mod.Scenario) -> str:
     if srv.get("n"):
         rows.append(("clicks in the server (trace): received → answered, median / max",
                      f"{srv['median']} / {srv['max']} s (n={srv['n']})"))
+    ph = f.get("click_phases") or {}
+    if ph.get("matched"):
+        rows.append(("click phases, median/max s: " + " | ".join(n for n, _, _ in CLICK_PHASES),
+                     " | ".join(f"{(ph.get(n) or {}).get('median')}/{(ph.get(n) or {}).get('max')}"
+                                for n, _, _ in CLICK_PHASES) + f" (n={ph['matched']})"))
     for kind, r in (f.get("script_runs") or {}).items():
         if r["wall"]["n"]:
             rows.append((f"server: {kind} runs from the press on, wall / CPU median (n)",

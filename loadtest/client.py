@@ -133,6 +133,8 @@ class Session:
         self.press_wall: float | None = None
         self._charts_before: set = set()
         self.first_chart_at: float | None = None
+        self.run_started_at: float | None = None   # the press's run began (its new_session)
+        self.first_delta_at: float | None = None   # the first element drawn after the press
         self.new_charts_max = 0
         self.chart_msgs = 0
         self.chart_bytes = 0
@@ -143,6 +145,7 @@ class Session:
         self.click_answer = re.compile(click_answer) if click_answer else None
         self._answers: list[tuple[float, bool]] = []  # (arrival, answer regex matched)
         self.clicks: list[float | None] = []          # seconds to answer (None: not answered)
+        self.click_walls: list[tuple[float, float | None]] = []  # time.time() sent, answered
 
     # ------------------------------------------------------------------ connection
 
@@ -313,15 +316,17 @@ class Session:
         if self.click_chart is None or self.click_answer is None:
             raise ValueError("click() needs click_chart and click_answer")
         want = not bool(self.value(label))
+        t, wall = self._clock(), time.time()
         await self.set(label, want)
-        t = self._clock()
         try:
             await self.wait_for(lambda: any(at >= t and on == want for at, on in self._answers),
                                 timeout, f"the answer to a click on {label!r}")
             at = next(at for at, on in self._answers if at >= t and on == want)
             self.clicks.append(round(at - t, 3))
+            self.click_walls.append((wall, wall + (at - t)))
         except SessionError:
             self.clicks.append(None)
+            self.click_walls.append((wall, None))
         return self.clicks[-1]
 
     # ------------------------------------------------------------------ fragments' timers
@@ -391,6 +396,8 @@ class Session:
             self.main_script_hash = ns.main_script_hash
         if run:
             self.script_run_id = run[0]
+        if self.press_at is not None and self.run_started_at is None and not fragments:
+            self.run_started_at = now
 
     def _on_session_status_changed(self, msg, now) -> None:
         self.running = msg.session_status_changed.script_is_running
@@ -443,6 +450,8 @@ class Session:
                 self.errors.append(text[:500])
         if self.press_at is None:
             return
+        if self.first_delta_at is None and self.run_started_at is not None:
+            self.first_delta_at = now
         if node.kind in p.CHART_KINDS:
             self._on_chart(node, tuple(msg.metadata.delta_path), now)
         text = p.element_text(node)
@@ -512,6 +521,8 @@ class Session:
             "session": self.index,
             "path": self.path,
             "open_s": round(self.ready_at - self.t0, 3) if self.ready_at else None,
+            "run_start_s": self.since_press(self.run_started_at),
+            "first_delta_s": self.since_press(self.first_delta_at),
             "first_chart_s": self.since_press(self.first_chart_at),
             "until_s": self.since_press(self.until_at),
             "until_text": self.until_text,
@@ -527,6 +538,8 @@ class Session:
             "sent": dict(self.sent),
             "cache_hits": self.cache.hits,
             "clicks_s": list(self.clicks),
+            "click_walls": list(self.click_walls),
+            "session_id": self.session_id,
             "errors": self.errors[:5],
             "client_errors": self.client_errors[:5],
             "disconnects": self.disconnects[:5],

@@ -206,6 +206,8 @@ def summarise(sessions: list[Session], sc: Scenario) -> dict:
         "sessions_with_chart": sum(1 for s in sessions if s.first_chart_at is not None),
         "sessions_done": sum(1 for s in sessions if s.press_at is not None and sc.done(s)),
         "open_s": spread(p["open_s"] for p in per),
+        "run_start_s": spread(p["run_start_s"] for p in per),
+        "first_delta_s": spread(p["first_delta_s"] for p in per),
         "first_chart_s": spread(p["first_chart_s"] for p in per),
         "until_s": spread(p["until_s"] for p in per),
         "watch_s": {w: spread(p["watch_s"].get(w) for p in per) for w in sc.watch},

@@ -418,3 +418,18 @@ def test_spread_has_a_nearest_rank_p95():
     assert spread([]) == {"n": 0, "min": None, "median": None, "p95": None, "max": None}
     s = spread(list(range(1, 21)) + [None])
     assert (s["n"], s["min"], s["median"], s["p95"], s["max"]) == (20, 1, 10.5, 19, 20)
+
+
+def test_click_phases_split_a_click_by_the_servers_trace():
+    from loadtest.__main__ import click_phases
+
+    per = [{"session_id": "S", "click_walls": [(100.0, 101.0), (200.0, None)]},
+           {"session_id": "T", "click_walls": [(100.0, 100.5)]}]
+    records = [{"session": "S", "what": "log toggle", "received": 100.2, "started": 100.5, "answered": 100.6},
+               {"session": "S", "what": "written", "written": 100.45},  # before the run reached the toggle
+               {"session": "S", "what": "written", "written": 100.7},
+               {"session": "X", "what": "log toggle", "received": 100.1, "started": 100.1, "answered": 100.2}]
+    ph = click_phases(per, records)
+    assert (ph["matched"], ph["unmatched"]) == (1, 1)  # T has no trace record
+    got = {name: ph[name]["median"] for name in ("to_server", "waiting", "in_server", "to_socket", "to_driver")}
+    assert got == {"to_server": 0.2, "waiting": 0.3, "in_server": 0.4, "to_socket": 0.1, "to_driver": 0.3}
