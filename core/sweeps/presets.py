@@ -21,6 +21,13 @@ PURE_LAG = SweepSpec(
     seq_lens=(10, 20, 50, 100, 200), seeds=3, steps=2000,
     base={"hidden_size": 32, "batch_size": 64, "lr": 0.003})
 
+# Temporal order (Hochreiter & Schmidhuber 1997, experiment 6a): two markers at ~10-20 %
+# and ~50-60 % of T, so the lag to bridge is a fraction of T and some of it is short.
+TEMPORAL_ORDER_PRESET = "pure-lag-temporal-order: temporal order T 20…100, 8 gate settings × 3 seeds"
+TEMPORAL_ORDER = SweepSpec(
+    tasks=("temporal_order",), variants=PURE_LAG.variants, seq_lens=(20, 50, 100), seeds=3,
+    steps=2000, base=PURE_LAG.base)
+
 DEMO_PRESET = "demo: 3 archs × T 10,20,50,100 × 3 seeds on adding"
 SWEEP_PRESETS: dict[str, SweepSpec] = {
     DEMO_PRESET: SweepSpec(tasks=("adding",), variants=("rnn_tanh", "lstm", "gru"),
@@ -33,6 +40,7 @@ SWEEP_PRESETS: dict[str, SweepSpec] = {
         variants=("lstm", "lstm:forget_bias=1", "lstm:no_forget_gate=true"),
         seq_lens=(20, 50, 100, 200), seeds=3, steps=3000),
     PURE_LAG_PRESET: PURE_LAG,
+    TEMPORAL_ORDER_PRESET: TEMPORAL_ORDER,
 }
 
 
