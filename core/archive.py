@@ -177,6 +177,10 @@ def _validate(data, filename):
     if data.lstrip()[:1] == b"{":
         raise ArchiveError("this looks like a bare config.json: upload the run .zip from "
                            "'Download run (.zip)' (a config alone has no results to show)")
+    if not data.startswith(b"PK"):
+        shown = os.path.basename(str(filename or "")) or "the file"
+        raise ArchiveError(f"{shown} is not a .zip file ({_looks_like(data)}): upload the "
+                           "run .zip that 'Download run (.zip)' on the Runs page makes")
     _check_directory(data)
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -194,6 +198,24 @@ def _validate(data, filename):
     status = _check_status(raw[STATUS], config)
     weights = _check_weights(raw[MODEL], config) if MODEL in raw else None
     return config, status, tables, weights
+
+
+def _looks_like(data: bytes) -> str:
+    """What a file that is not a zip seems to be, from its first bytes (for the message)."""
+    head = data[:8]
+    if head.startswith(b"PAR1"):
+        return "it is a Parquet table, one table of a run; the archive holds them all"
+    if head.startswith((b"\x89PNG", b"<svg", b"<?xml")):
+        return "it is an image, such as a chart exported from a run"
+    if len(data) > 8 and data[8:9] == b"{" and int.from_bytes(head, "little") < len(data):
+        return "it is a safetensors file: weights without the run's config and records"
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!")):
+        return "it is another kind of archive (gzip, bzip2, xz, 7z or rar)"
+    try:
+        data[:4096].decode("utf-8")
+    except UnicodeDecodeError:
+        return "its first bytes are not those of a zip archive"
+    return "it is a text file"
 
 
 def _mib(n: int) -> str:
@@ -224,14 +246,43 @@ def _check_directory(data: bytes) -> None:
                            f"{MAX_MEMBERS}")
 
 
+def _base(name: str) -> str:
+    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+def _listing(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _check_run_archive(names: list[str]) -> None:
+    """Refuse, saying so, a .zip that is not a run archive at all (none of its members is
+    one a run archive holds): a PyTorch checkpoint (torch.save's zip, with data.pkl), or
+    any other zip, whose members are named."""
+    if any(_base(n) in ALLOWED_MEMBERS for n in names):
+        return
+    if any(_base(n).lower() == "data.pkl" for n in names):
+        raise ArchiveError("this is a PyTorch checkpoint (torch.save's .zip, with data.pkl "
+                           f"inside), not a run archive: {PICKLE_MESSAGE}")
+    pickles = [n for n in names if _base(n).lower().endswith(PICKLE_SUFFIXES)]
+    note = (f" ({_listing(pickles, 3)}: a pickle format, which is never loaded)"
+            if pickles else "")
+    raise ArchiveError(
+        f"this .zip is not a run archive: it holds {_listing(names)}{note}, but none of the "
+        f"files a run archive has ({', '.join(REQUIRED_MEMBERS)}). Upload a .zip made by "
+        "'Download run (.zip)' on the Runs page.")
+
+
 def _check_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     infos = zf.infolist()
     if not infos:
-        raise ArchiveError("the .zip is empty")
+        raise ArchiveError("the .zip is empty: a run archive holds "
+                           f"{', '.join(REQUIRED_MEMBERS)}")
     if len(infos) > MAX_MEMBERS:
         raise ArchiveError(f"the .zip has {len(infos)} members; a run archive has at most "
                            f"{MAX_MEMBERS}")
     names = [i.filename for i in infos]
+    _check_run_archive(names)
     for n in names:           # the most specific refusal first
         base = n.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
         if base.endswith(PICKLE_SUFFIXES) or base == "data.pkl":

@@ -68,7 +68,9 @@ if flash:
 
 # ---------------------------------------------------------------- upload
 with st.expander("Upload a run", expanded=False):
-    uploaded = st.file_uploader("Upload a run (.zip)", type=["zip"], key="runs_upload",
+    # Any file is taken, so that a wrong one gets a message saying what is wrong with it
+    # (core.archive checks everything before saving anything).
+    uploaded = st.file_uploader("Upload a run (.zip)", key="runs_upload",
                                 help="A .zip made with “Download run (.zip)”. Checked before "
                                      "anything is saved; pickle files are never loaded.")
 if uploaded is not None:       # the outcome shows even with the expander closed

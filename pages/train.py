@@ -16,7 +16,9 @@ st.caption(
 )
 
 job, datas, problem = attached_runs("train")
-config = config_sidebar("train", disabled=False)
+# A link to one run (?run=<id>, from the Runs page or a lesson) opens the form at its settings.
+config = config_sidebar("train", disabled=False,
+                        initial=datas[0].config if len(datas) == 1 else None)
 task = config.make_task()
 st.markdown(f"**{task.name}**, T = {config.seq_len}: {task.description} "
             f"Baseline loss (input-independent): {task.baseline_loss:.4g}.")

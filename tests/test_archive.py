@@ -169,7 +169,8 @@ def test_chart_files(trained):
 # ---------------------------------------------------------------- refusals: the container
 
 def test_not_a_zip(empty_store):
-    assert_refused(empty_store, b"hello, this is not a zip" * 10, "not a valid .zip")
+    assert_refused(empty_store, b"hello, this is not a zip" * 10, "is not a .zip file")
+    assert_refused(empty_store, b"PK\x03\x04 but cut short", "not a valid .zip")
     assert_refused(empty_store, b"", "empty")
 
 
@@ -431,3 +432,26 @@ def test_damaged_archives_only_raise_archive_error(trained, data):
         good[i] = data.draw(hs.integers(0, 255))
     cut = data.draw(hs.integers(1, len(good)))
     _import_quietly(bytes(good[:cut]))
+
+
+# ---------------------------------------------------------------- refusals: what the file is
+
+def test_a_zip_of_other_files_is_refused_as_not_a_run_archive_naming_its_files(empty_store):
+    msg = assert_refused(empty_store, make_zip({"a.bin": b"x", "notes.txt": b"hi",
+                                                "img/p.png": b"x"}), "not a run archive",
+                         filename="photos.zip")
+    assert "'a.bin', 'notes.txt', 'img/p.png'" in msg and "config.json" in msg
+    assert "Download run (.zip)" in msg
+
+
+def test_a_file_that_is_not_a_zip_is_refused_saying_what_it_seems_to_be(empty_store):
+    for data, name, says in ((b"hello\nworld\n", "notes.txt", "it is a text file"),
+                             (b"PAR1\x15\x04", "metrics.parquet", "it is a Parquet table"),
+                             (b"\x89PNG\r\n\x1a\n\x00", "loss.png", "it is an image"),
+                             (b"\x1f\x8b\x08\x00\x00", "run.tar.gz", "another kind of archive")):
+        msg = assert_refused(empty_store, data, "is not a .zip file", filename=name)
+        assert msg.startswith(f"{name} is not a .zip file") and says in msg, msg
+
+
+def test_an_empty_zip_says_what_a_run_archive_holds(empty_store):
+    assert_refused(empty_store, make_zip({}), "the .zip is empty: a run archive holds config.json")

@@ -243,3 +243,30 @@ def test_upload_refused_when_the_store_is_full(one_run, monkeypatch):
     assert not at.exception
     assert "run store is full" in texts(at.error)
     assert store.ids() == [run_id]
+
+
+def test_upload_of_a_text_file_says_what_is_wrong_with_it(empty):
+    """Any file is taken by the uploader (a type filter showed only a red icon), and the
+    import says what is wrong with it."""
+    at = app().run()
+    at.file_uploader(key="runs_upload").set_value(("notes.txt", b"just some notes\n", "text/plain"))
+    at.run()
+    assert not at.exception
+    error = texts(at.error)
+    assert "Could not import notes.txt: notes.txt is not a .zip file (it is a text file)" in error
+
+
+def test_upload_of_a_zip_of_random_files_says_it_is_not_a_run_archive(empty):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("holiday.jpg", b"\xff\xd8\xff")
+        zf.writestr("data.bin", b"\x00\x01")
+    at = app().run()
+    at.file_uploader(key="runs_upload").set_value(("stuff.zip", buf.getvalue(), "application/zip"))
+    at.run()
+    error = texts(at.error)
+    assert "this .zip is not a run archive: it holds 'holiday.jpg', 'data.bin'" in error
+    assert "pickle files are never loaded" not in error

@@ -3,9 +3,13 @@
 Widgets are generated from ``core.config.FIELDS`` (the one place ranges live).
 On a session's first visit the URL's query parameters are parsed leniently
 with ``core.config.parse_config``: a bad value keeps its default and the page
-shows a warning naming the field and its allowed range. Afterwards every
-change is written back to the URL (fields at their default are left out), so a
-link reproduces the configuration.
+shows a warning naming the field and its allowed range; ``?preset=<name>`` starts
+from that preset (an unknown name is warned about, naming the presets). Afterwards
+every change is written back to the URL (fields at their default are left out),
+so a link reproduces the configuration, and a link followed inside the session
+(another page's "open in Train" link) loads its settings the same way. The preset
+dropdown shows a preset's name exactly while the form holds that preset's settings,
+and "Custom" otherwise.
 """
 
 from __future__ import annotations
@@ -58,22 +62,52 @@ def _apply_preset(prefix: str) -> None:
         _load_into_state(prefix, preset_config(name))
 
 
-def init_from_url(prefix: str) -> dict[str, str]:
-    """First visit in this session: URL → widget state. Returns {field: problem}."""
+def _link_params() -> dict[str, str]:
+    """The URL's settings: its config fields and its preset (not run ids or models)."""
+    out = {k: st.query_params[k] for k in st.query_params if k not in RESERVED_PARAMS}
+    if "preset" in st.query_params:
+        out["preset"] = st.query_params["preset"]
+    return out
+
+
+def init_from_url(prefix: str, initial: TrainConfig | None = None) -> dict[str, str]:
+    """URL → widget state, on the session's first visit to the page, and again when a
+    link brings settings other than the ones the form last wrote to the URL. Returns
+    {field: problem}. ``initial`` is the starting point when the URL names no settings at
+    all (the Train page passes the run it shows, so ``?run=<id>`` alone shows its settings)."""
     flag = _key(prefix, "initialised")
-    if st.session_state.get(flag):
+    link = _link_params()
+    synced = st.session_state.get(_key(prefix, "synced"))
+    if st.session_state.get(flag) and (not link or link == synced):
         return st.session_state.get(_key(prefix, "url_errors"), {})
-    params = {k: st.query_params[k] for k in st.query_params if k not in RESERVED_PARAMS}
-    base = TrainConfig()
-    if st.query_params.get("preset") in PRESETS:
-        base = preset_config(st.query_params["preset"])
-    config, errors = parse_config(params, base=base)
+    params = {k: v for k, v in link.items() if k != "preset"}
+    # A run's settings are the starting point only for a link that names no settings.
+    base = initial if initial is not None and not link else TrainConfig()
+    errors: dict[str, str] = {}
+    name = link.get("preset")
+    if name in PRESETS:
+        base = preset_config(name)
+    elif name is not None:
+        errors["preset"] = (f"{name!r} is not a preset (ignored); the presets are: "
+                            + "; ".join(PRESETS))
+    config, problems = parse_config(params, base=base)
+    errors.update(problems)
     config, limited = enforce_limits(config)
     errors.update(limited)
     _load_into_state(prefix, config)
     st.session_state[flag] = True
     st.session_state[_key(prefix, "url_errors")] = errors
     return errors
+
+
+def _fixed(config: TrainConfig) -> TrainConfig:
+    return config.replace(**APP_FIXED)
+
+
+def matching_preset(config: TrainConfig) -> str:
+    """The preset whose settings ``config`` holds (the app's fixed fields aside), else "Custom"."""
+    fixed = _fixed(config)
+    return next((name for name in PRESETS if _fixed(preset_config(name)) == fixed), "Custom")
 
 
 def _number(prefix: str, name: str, **kw):
@@ -94,18 +128,24 @@ def _optional(prefix: str, name: str, label_on: str, step: float) -> None:
                         key=_key(prefix, name), help=f.help, format="%g")
 
 
-def config_sidebar(prefix: str, show_arch: bool = True, disabled: bool = False) -> TrainConfig:
+def config_sidebar(prefix: str, show_arch: bool = True, disabled: bool = False,
+                   initial: TrainConfig | None = None) -> TrainConfig:
     """Draw the sidebar form; return the validated config it describes.
 
     ``show_arch`` False hides architecture choice (the Compare page picks models itself).
+    ``initial``: the settings to start from when the link names none (see init_from_url).
     """
-    errors = init_from_url(prefix)
+    errors = init_from_url(prefix, initial)
     if errors:
         st.warning(
             "Some values in the link were not valid and were replaced by defaults:\n\n"
             + "\n".join(f"- **{k}** {v}" for k, v in errors.items())
         )
     s = st.session_state
+    if show_arch:
+        # The dropdown names a preset exactly while the form holds its settings.
+        current, _ = collect(prefix, include_arch=True)
+        s[_key(prefix, "preset")] = matching_preset(current)
     with st.sidebar:
         st.selectbox("Preset", ["Custom", *PRESETS], key=_key(prefix, "preset"),
                      on_change=_apply_preset, args=(prefix,), disabled=disabled,
@@ -146,7 +186,9 @@ def config_sidebar(prefix: str, show_arch: bool = True, disabled: bool = False) 
     config, problems = collect(prefix, include_arch=show_arch)
     if problems:
         st.warning("\n".join(f"- **{k}** {v}" for k, v in problems.items()))
-    sync_url(config)
+    preset = s.get(_key(prefix, "preset"), "Custom") if show_arch else "Custom"
+    sync_url(config, preset)
+    st.session_state[_key(prefix, "synced")] = _link_params()
     return config
 
 
@@ -172,17 +214,31 @@ def collect(prefix: str, include_arch: bool = True) -> tuple[TrainConfig, dict[s
     return config, {**errors, **limited}
 
 
-def sync_url(config: TrainConfig) -> None:
-    """Write non-default fields to the URL, remove default ones; keep reserved keys."""
+def url_params(config: TrainConfig) -> dict[str, str]:
+    """The URL parameters that describe ``config``: its fields that differ from the
+    defaults (the app's fixed fields left out), as text (a link to Train or Compare)."""
     defaults = TrainConfig()
+    out = {}
     for f in FIELDS:
-        if f.name in APP_FIXED:
-            continue
         v = getattr(config, f.name)
-        if v == getattr(defaults, f.name):
-            if f.name in st.query_params:
-                del st.query_params[f.name]
-        else:
-            text = "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
-            if st.query_params.get(f.name) != text:
-                st.query_params[f.name] = text
+        if f.name in APP_FIXED or v == getattr(defaults, f.name):
+            continue
+        out[f.name] = "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+    return out
+
+
+def sync_url(config: TrainConfig, preset: str = "Custom") -> None:
+    """Write non-default fields to the URL, remove default ones, name the preset the form
+    holds (or none); keep the other reserved keys."""
+    wanted = url_params(config)
+    for f in FIELDS:
+        if f.name in wanted:
+            if st.query_params.get(f.name) != wanted[f.name]:
+                st.query_params[f.name] = wanted[f.name]
+        elif f.name in st.query_params:
+            del st.query_params[f.name]
+    if preset in PRESETS:
+        if st.query_params.get("preset") != preset:
+            st.query_params["preset"] = preset
+    elif "preset" in st.query_params:
+        del st.query_params["preset"]

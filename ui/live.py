@@ -202,12 +202,21 @@ def status_header(data: RunData, job: TrainingJob | None = None) -> dict:
     c2.metric("Time left", _fmt_eta(s))
     metric_name = s.get("metric_name", "metric")
     c3.metric(f"Held-out {metric_name}", sci(s.get("eval_metric")))
-    c4.metric("Solved", f"at step {s['steps_to_solve']}" if s.get("solved") else "not yet")
+    c4.metric("Solved", solved_text(s))
     if s.get("message"):
         (st.error if state == "diverged" else st.info)(s["message"])
     if job is not None and job.save_error:
         st.warning(f"{job.save_error}. The charts below are kept in memory for this session.")
     return s
+
+
+def solved_text(status: dict) -> str:
+    """'at step 275'; 'not yet' while training; 'not in 1000 steps' once it has ended."""
+    if status.get("solved"):
+        return f"at step {status.get('steps_to_solve')}"
+    if status.get("status") in ("queued", "running"):
+        return "not yet"
+    return f"not in {int(status.get('step') or 0)} steps"
 
 
 def _probe_step_picker(steps: list[int], key: str) -> int | None:

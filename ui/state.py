@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import settings
+from core import captions, settings
+from core.config import ConfigError
 from core.jobs import TrainingJob
 from core.runs import RunData, RunError, RunStore
 from ui.runtime import registry
@@ -85,19 +86,25 @@ def start_job(page: str, configs) -> TrainingJob:
     return job
 
 
-def attached_runs(page: str) -> tuple[TrainingJob | None, list[RunData], str | None]:
+def attached_runs(page: str, accept=None) -> tuple[TrainingJob | None, list[RunData], str | None]:
     """What the page should show: (live job or None, run data list, problem message).
 
     Order: this session's job; else the run ids in the URL — a live job in the
     registry (claimed back after a reload) or the saved runs from the store.
+    ``accept(configs)``, if given, decides whether runs with these configs belong on
+    the page (a lesson step shows only runs of its own settings); runs it refuses are
+    not shown, and the problem message says why.
     """
     job = session_jobs().get(page)
     url_ids = [i for i in st.query_params.get("run", "").split(",") if i]
     if job is not None and (not url_ids or url_ids == [r.run_id for r in job.runs]):
-        return job, [r.data for r in job.runs], None
+        if accept is None or accept([r.config for r in job.runs]):
+            return job, [r.data for r in job.runs], None
     if not url_ids:
         return None, [], None
     live = registry().get(url_ids[0])
+    if live is not None and accept is not None and not accept([r.config for r in live.runs]):
+        return None, [], _refused(url_ids)
     if live is not None:
         session_jobs().set(page, live)  # watched, hence claimed back from a release
         return live, [r.data for r in live.runs], None
@@ -108,7 +115,39 @@ def attached_runs(page: str) -> tuple[TrainingJob | None, list[RunData], str | N
             datas.append(load_run(run_id))
         except RunError as e:
             problems.append(str(e))
+    if datas and accept is not None and not accept([d.config for d in datas]):
+        return None, [], _refused(url_ids)
     return None, datas, "; ".join(problems) or None
+
+
+def _refused(run_ids: list[str]) -> str:
+    return (f"The link names run{'s' if len(run_ids) > 1 else ''} {', '.join(run_ids)}, trained "
+            "with other settings than this step's: not shown here (the Runs page shows any run).")
+
+
+def results_label(datas: list[RunData], wanted: list | None = None) -> bool:
+    """Say which settings produced the results on the page (one caption line), and, when
+    ``wanted`` (the configs the page's settings describe now) differs from them, mark
+    them clearly as from earlier settings, naming what changed. Returns True when stale."""
+    if not datas:
+        return False
+    st.caption(captions.runs_line([(d.status_copy().get("run_id"), d.config) for d in datas]),
+               help="Every chart and sentence below comes from these runs' own records.")
+    if wanted is None:
+        return False
+    shown = [d.config for d in datas]
+    if len(shown) != len(wanted):
+        was, now = (", ".join(c.label() for c in cs) for cs in (shown, wanted))
+        changes = [f"models: {was} → {now}"]
+    else:
+        changes = list(dict.fromkeys(
+            change for a, b in zip(shown, wanted) for change in captions.config_changes(a, b)))
+    if not changes:
+        return False
+    st.warning("**From earlier settings.** The results below were produced by the run named "
+               "above, not by the settings now chosen (" + "; ".join(changes) + "). Press the "
+               "button to train the new settings.", icon=":material/history:")
+    return True
 
 
 def load_run(run_id: str) -> RunData:
@@ -128,12 +167,15 @@ def _load_cached(root: str, run_id: str, stamp: int) -> RunData:
 
 def start_stop_buttons(page: str, job: TrainingJob | None, datas: list[RunData], make_configs,
                        *, label: str = "Train", can_start: bool = True,
-                       widths=(1, 1, 6)) -> tuple[TrainingJob | None, list[RunData], bool]:
-    """The start and Stop buttons of a training page (Train, Compare).
+                       widths=(1, 1, 6), label_results: bool = True,
+                       ) -> tuple[TrainingJob | None, list[RunData], bool]:
+    """The start and Stop buttons of a training page (Train, Compare, the lesson).
 
     ``make_configs()`` gives the configurations to train when the start button is
     pressed. Returns (job, datas, started): a refused start (a limit reached) is
-    shown as an error and keeps what the page had.
+    shown as an error and keeps what the page had. Below the buttons, unless
+    ``label_results`` is False, :func:`results_label` names the runs shown and their
+    settings, and marks them when the page's settings have changed since.
     """
     running = job is not None and job.busy
     c1, c2, _ = st.columns(list(widths))
@@ -154,6 +196,12 @@ def start_stop_buttons(page: str, job: TrainingJob | None, datas: list[RunData],
             job, datas = None, []
         else:
             job.join(timeout=5)
+    if label_results:
+        try:
+            wanted = list(make_configs())
+        except ConfigError:
+            wanted = None
+        results_label(datas, wanted)
     return job, datas, started
 
 
