@@ -12,14 +12,11 @@ st.set_page_config(page_title="RNN Gradient Lab", page_icon=":material/science:"
 runtime.start_once()  # warm-up, a spare training process, gc.freeze: once per server
 
 
-def _home() -> None:
-    """The address "/" shows the Train page at its own address, /train (Streamlit serves a
-    default page only at "/", so links to /train need Train to be a regular page)."""
-    st.switch_page(PAGES["train"], query_params=st.query_params.to_dict())
-
-
 PAGES = {
-    "home": st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"),
+    # The address "/": the question, one button that races an RNN, an LSTM and a GRU, and
+    # the guided lesson (?lesson=N). Streamlit serves the default page only at "/".
+    "learn": st.Page("pages/learn.py", title="Learn", icon=":material/school:",
+                     url_path="learn", default=True),
     "train": st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     "compare": st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
     "runs": st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs"),
@@ -30,4 +27,7 @@ PAGES = {
 mark_app_run()
 page = st.navigation(list(PAGES.values()))
 resume_intended_page(PAGES)
+# The landing wants the whole width of a projector's screen: its sidebar starts closed
+# (the navigation is one click away); the pages with a settings form open it.
+st.set_page_config(initial_sidebar_state="collapsed" if page is PAGES["learn"] else "auto")
 page.run()

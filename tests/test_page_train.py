@@ -27,10 +27,10 @@ def test_train_page_renders_with_defaults(runs_dir):
     assert any("No run yet" in i.value for i in at.info)
 
 
-def test_app_entrypoint_navigates_to_train(runs_dir):
+def test_app_entrypoint_shows_the_landing_with_its_question(runs_dir):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception
-    assert at.title[0].value.startswith("Train")
+    assert any("How do LSTM and GRU keep the gradient alive" in m.value for m in at.markdown)
 
 
 def test_a_tiny_training_shows_its_charts_and_is_saved(runs_dir):
@@ -145,3 +145,75 @@ def test_click_trace_notes_the_log_toggle_only_when_switched_on(runs_dir, tmp_pa
     assert [x["what"] for x in clicks] == ["log toggle"]
     assert clicks[0]["answered"] > clicks[0]["started"] > 0
     assert {x["kind"] for x in lines if x["what"] == "run"} <= {"full", "fragment"}
+
+
+def test_an_unknown_preset_in_the_link_is_named_with_the_presets(runs_dir):
+    from core.presets import PRESETS
+
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update({"preset": "nope"})
+    at.run()
+    assert not at.exception
+    warning = " ".join(w.value for w in at.warning)
+    assert "'nope' is not a preset" in warning and all(name in warning for name in PRESETS)
+    assert at.selectbox(key="train_preset").value == "Custom"
+
+
+def test_a_preset_in_the_link_is_named_in_the_dropdown_until_a_setting_changes(runs_dir):
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update({"preset": "GRU remembers"})
+    at.run()
+    assert not at.exception
+    assert not any("preset" in w.value or "not valid" in w.value for w in at.warning)
+    assert at.selectbox(key="train_preset").value == "GRU remembers"
+    assert at.selectbox(key="train_arch").value == "gru"
+    at.number_input(key="train_seq_len").set_value(60).run()
+    assert at.selectbox(key="train_preset").value == "Custom"       # no longer the preset
+    assert "preset" not in at.query_params
+
+
+def test_results_say_which_settings_made_them_and_are_marked_when_the_settings_change(runs_dir):
+    """Issue 15 §4: stop an LSTM run, pick "Vanilla RNN forgets": the page must not show the
+    LSTM's charts as if they belonged to the sidebar's settings."""
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update(TINY)
+    at.run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    _wait_finished(at)
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    label = " ".join(c.value for c in at.caption)
+    assert f"Showing run {run_id}: lstm · adding, T = 10" in label
+    assert not any("From earlier settings" in w.value for w in at.warning)
+    at.selectbox(key="train_preset").select("Vanilla RNN forgets (adding, T=50)").run()
+    assert not at.exception
+    warning = " ".join(w.value for w in at.warning)
+    assert "From earlier settings" in warning and "arch: lstm → rnn_tanh" in warning
+    assert f"Showing run {run_id}: lstm" in " ".join(c.value for c in at.caption)
+
+
+def test_a_link_to_one_run_opens_the_form_at_its_settings(runs_dir):
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update(dict(TINY, arch="gru"))
+    at.run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    _wait_finished(at)
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    fresh = AppTest.from_file(page_path("train"), default_timeout=60)
+    fresh.query_params.update({"run": run_id})
+    fresh.run()
+    assert not fresh.exception
+    assert fresh.selectbox(key="train_arch").value == "gru"
+    assert fresh.number_input(key="train_seq_len").value == 10
+    assert not any("From earlier settings" in w.value for w in fresh.warning)
+
+
+def test_solved_says_not_in_n_steps_once_a_run_ended_unsolved(runs_dir):
+    at = AppTest.from_file(page_path("train"), default_timeout=60)
+    at.query_params.update(TINY)
+    at.run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    _wait_finished(at)
+    solved = next(m for m in at.metric if m.label == "Solved")
+    assert solved.value == "not in 40 steps" or solved.value.startswith("at step"), solved.value

@@ -8,7 +8,7 @@ from harness import APP, VIEWPORT, AppServer, nav_links, open_page, train_button
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
-PAGE_TITLES = ["Train", "Compare", "Runs", "Explain", "Sweep"]
+PAGE_TITLES = ["Learn", "Train", "Compare", "Runs", "Explain", "Sweep"]
 
 
 def test_app_starts_and_shows_train_page(app_server, page):
