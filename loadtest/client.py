@@ -50,6 +50,7 @@ _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 XSRF_COOKIE = "_streamlit_xsrf"
 MAX_MESSAGE_BYTES = 2 ** 27  # the server may send up to server.maxMessageSize (50 MB here)
 RECONNECT_TRIES = 5
+RENDER_DELAY_S = 0.016  # one frame: when a browser has rendered what arrived (see _schedule_remove_inactive)
 
 
 class SessionError(AssertionError):
@@ -108,6 +109,7 @@ class Session:
         self.full_runs = 0                 # whole-page runs finished
         self.finished = 0                  # runs finished (whole page or fragment)
         self._had_new_session = False      # a new_session since our last request
+        self._remove_pending = False       # a drop of inactive widget states is scheduled
         self._auto: dict[str, tuple[float, asyncio.Task]] = {}
         self._ws = None
         self._reader: asyncio.Task | None = None
@@ -425,13 +427,35 @@ class Session:
             run_id, fragments = run
             if fragments or run_id == self.script_run_id:
                 self.tree.clear_stale(run_id, fragments)
-                active = {p.widget_proto(n).id for _, n in self.tree.elements(p.VALUE_TYPES.keys())}
-                self.widgets.remove_inactive(active)
+                self._schedule_remove_inactive()
             self.finished += 1
             if not fragments:
                 self.full_runs += 1
         if run and status != p.FINISHED_EARLY_FOR_RERUN and self._had_new_session:
             self.cache.increment_run_count(self.max_cached_age, run[1])
+
+    def _schedule_remove_inactive(self) -> None:
+        """Drop the states of widgets no longer on the page, one frame later, with the
+        page as it is *then*. The front end does it in the callback of the React update
+        that cleared the stale nodes (``removeInactiveWidgetState``), i.e. after React has
+        rendered, by which time the messages that arrived with the run's end have been
+        applied. It matters when a whole run ends without having redrawn a fragment (a
+        fragment rerun requested during it preempts it) and the fragment's own run follows
+        at once: the fragment's widgets are back on the page by then, and keep their
+        states. Done at once, a toggle clicked during a whole rerun would lose its state
+        and come back at its default, out of step with the server."""
+        if self._remove_pending:
+            return
+        self._remove_pending = True
+
+        def remove() -> None:
+            self._remove_pending = False
+            active = {p.widget_proto(n).id for _, n in self.tree.elements(p.VALUE_TYPES.keys())}
+            self.widgets.remove_inactive(active)
+        try:
+            asyncio.get_running_loop().call_later(RENDER_DELAY_S, remove)
+        except RuntimeError:  # no event loop (messages fed by hand): at once
+            remove()
 
     def _on_delta(self, msg, now) -> None:
         delta = msg.delta

@@ -433,3 +433,28 @@ def test_click_phases_split_a_click_by_the_servers_trace():
     assert (ph["matched"], ph["unmatched"]) == (1, 1)  # T has no trace record
     got = {name: ph[name]["median"] for name in ("to_server", "waiting", "in_server", "to_socket", "to_driver")}
     assert got == {"to_server": 0.2, "waiting": 0.3, "in_server": 0.4, "to_socket": 0.1, "to_driver": 0.3}
+
+
+def test_widget_states_are_dropped_a_frame_after_a_run_with_the_page_as_it_is_then():
+    """A whole run that ends without redrawing a fragment, followed at once by the
+    fragment's own run: the fragment's toggle keeps its state (the front end drops
+    inactive widget states after rendering). A widget gone for good is dropped."""
+    async def scenario():
+        s = Session("http://127.0.0.1:1", "/train")
+        s._ws = FakeSocket()
+        feed(s, *page_messages("r1"))
+        await s.set("Log-scale loss", True)
+        # a whole run redraws everything but the fragment's toggle, then the fragment runs
+        feed(s, new_session("r2"), at(element("heading", body="Train"), 0, 0),
+             at(element("number_input", id="seed", label="Seed", default=0.0,
+                        data_type=NumberInput.INT), 1, 0),
+             finished("r2"),
+             new_session("r3", fragments=("F",)),
+             at(element("checkbox", id="log", label="Log-scale loss", default=False), 0, 1, fragment="F"),
+             finished("r3", ("F",), status=p.FINISHED_FRAGMENT))
+        await asyncio.sleep(0.05)
+        assert s.value("Log-scale loss") is True
+        feed(s, new_session("r4"), at(element("heading", body="Train"), 0, 0), finished("r4"))
+        await asyncio.sleep(0.05)
+        assert "log" not in s.widgets.states and "seed" not in s.widgets.states
+    asyncio.run(scenario())
