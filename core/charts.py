@@ -606,6 +606,81 @@ def sweep_metric_chart(df: pd.DataFrame, y: str, title: str, log_scale: bool = F
                      ).properties(width="container", height=HEIGHT)
 
 
+def _panel_frame(summary: pd.DataFrame, labels: dict | None,
+                 order: Sequence | None) -> tuple[pd.DataFrame, list]:
+    """The sweep summary with a ``model`` column (the variant's label) and the models in
+    ``order`` (variant names; default: as they appear)."""
+    d = _frame(summary, ["seq_len", "rate", "low", "high", "median_steps_to_solve",
+                         "median_gradient_reach"], ["arch"], None)
+    labels = labels or {}
+    d["model"] = [labels.get(a, a) for a in d["arch"]]
+    variants = _labels(d, "arch", order)
+    return d, [labels.get(a, a) for a in variants]
+
+
+def _panels(layers: list, d: pd.DataFrame, models: list, columns: int) -> alt.FacetChart:
+    return alt.layer(*layers, data=d).properties(width=150, height=110).facet(
+        facet=alt.Facet("model:N", sort=models, title=None,
+                        header=alt.Header(labelFontSize=12, labelFontWeight="bold",
+                                          labelAnchor="start", labelOrient="top")),
+        columns=columns, spacing={"row": 18, "column": 14})
+
+
+def _model_colour(models: list) -> alt.Color:
+    colours = model_colours(models)
+    return alt.Color("model:N", sort=models, legend=None,
+                     scale=alt.Scale(domain=models, range=[colours[m] for m in models]))
+
+
+def sweep_panels(summary: pd.DataFrame, labels: dict | None = None,
+                 order: Sequence | None = None, columns: int = 4) -> alt.FacetChart:
+    """Sweep, one small panel per model (many variants of one architecture would share
+    a hue in :func:`success_chart`): the success rate against T with its Wilson 95%
+    interval, and above each point that any seed solved, the median steps to solve.
+    ``labels``: variant name → panel title; ``order``: variant names in panel order."""
+    d, models = _panel_frame(summary, labels, order)
+    d = _finite(d, ["seq_len", "rate"])
+    d["steps_text"] = [f"{v:.0f}" if v == v else "" for v in d["median_steps_to_solve"]]
+    y_scale = alt.Scale(domain=[0, 1.18], nice=False)
+    y = alt.Y("rate:Q", title="success rate", scale=y_scale,
+              axis=alt.Axis(format="%", values=[0, 0.5, 1]))
+    base = alt.Chart().encode(
+        x=alt.X("seq_len:O", title="T", sort="ascending", axis=alt.Axis(labelAngle=0)),
+        color=_model_colour(models),
+        tooltip=[alt.Tooltip("model:N"), alt.Tooltip("seq_len:Q", title="T"),
+                 alt.Tooltip("rate:Q", title="success rate", format=".0%"),
+                 alt.Tooltip("low:Q", title="95% low", format=".0%"),
+                 alt.Tooltip("high:Q", title="95% high", format=".0%"),
+                 alt.Tooltip("median_steps_to_solve:Q", title="steps to solve (median)")])
+    bars = base.mark_rule(strokeWidth=2, opacity=0.6).encode(
+        y=alt.Y("low:Q", scale=y_scale, title="success rate"), y2="high:Q")
+    points = base.mark_point(filled=True, size=55, opacity=1).encode(y=y)
+    steps = alt.Chart().mark_text(dy=-10, fontSize=10, color="#555555").encode(
+        x=alt.X("seq_len:O", sort="ascending"), y=y, text="steps_text:N")
+    return _panels([bars, points, steps], d, models, columns)
+
+
+def reach_panels(summary: pd.DataFrame, labels: dict | None = None,
+                 order: Sequence | None = None, columns: int = 4) -> alt.FacetChart:
+    """Sweep, one small panel per model: the gradient reach of the final network (median
+    over seeds, log axis) against T, beside a dashed line at T itself (the whole
+    sequence)."""
+    d, models = _panel_frame(summary, labels, order)
+    d = _finite(d, ["seq_len", "median_gradient_reach"])
+    d = d[d["median_gradient_reach"] > 0].reset_index(drop=True)
+    scale = alt.Scale(type="log", domain=[1, float(max(d["seq_len"].max(), 2)) if len(d) else 2])
+    x = alt.X("seq_len:O", title="T", sort="ascending", axis=alt.Axis(labelAngle=0))
+    whole = alt.Chart().mark_line(strokeDash=[4, 3], color=NEUTRAL, strokeWidth=1.2).encode(
+        x=x, y=alt.Y("seq_len:Q", scale=scale))
+    points = alt.Chart().mark_line(point=alt.OverlayMarkDef(filled=True, size=45)).encode(
+        x=x, color=_model_colour(models),
+        y=alt.Y("median_gradient_reach:Q", title="gradient reach", scale=scale,
+                axis=alt.Axis(values=[1, 10, 100, 1000], format="~g")),
+        tooltip=[alt.Tooltip("model:N"), alt.Tooltip("seq_len:Q", title="T"),
+                 alt.Tooltip("median_gradient_reach:Q", title="gradient reach (median)")])
+    return _panels([whole, points], d, models, columns)
+
+
 # ---------------------------------------------------------------- export
 
 def _fixed_width(spec, width: int = 640):
@@ -660,6 +735,6 @@ __all__ = [
     "activation_heatmap", "arch_of", "canonical_order", "chart_to_png", "chart_to_svg",
     "clamp_log", "decay_chart", "downsample_steps", "model_colour", "model_colours",
     "gate_heatmap", "grad_time_heatmap", "latest_step", "loss_chart", "loss_frames",
-    "loss_layers", "reach_chart",
-    "success_chart", "sweep_metric_chart",
+    "loss_layers", "reach_chart", "reach_panels",
+    "success_chart", "sweep_metric_chart", "sweep_panels",
 ]

@@ -610,3 +610,44 @@ def verdicts(evidence: dict) -> list[Verdict]:
                 "cell allows the network to selectively keep or drop information”", v3, e3,
                 tuple(parts)),
     ]
+
+
+# ---------------------------------------------------------------- shipped sweeps (issue 16)
+
+
+def duration(seconds: float) -> str:
+    """A wall time for people: '48 s', '12 min', '2.3 h'."""
+    s = float(seconds)
+    if s < 100:
+        return f"{s:.0f} s"
+    if s < 6000:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _chance(task) -> float | None:
+    """Chance accuracy of a classification task whose classes are uniform (recall,
+    temporal order): 1 / number of classes; None for other metrics."""
+    return 1.0 / task.output_size if task.metric_name == "accuracy" else None
+
+
+def shipped_cell_sentence(row: dict, task) -> str:
+    """One training of a shipped sweep, read from its results row (``label``, ``seq_len``,
+    ``seed``, ``solved``, ``steps_to_solve``, ``steps_done``, ``eval_metric``,
+    ``metric_name``, ``gradient_reach``, ``wall_s``) and its task (threshold, chance)."""
+    name = row.get("metric_name") or task.metric_name
+    head = f"**{row['label']}**, T = {int(row['seq_len'])}, seed {int(row['seed'])}: "
+    sign = "≥" if task.higher_is_better else "<"
+    reach = row.get("gradient_reach")
+    steps = task.steps
+    tail = (f" At the end the gradient reached {int(reach)} of {steps} steps (final probe)."
+            if reach is not None and reach == reach else "")
+    if row.get("solved"):
+        return (head + f"solved at step {int(row['steps_to_solve'])} (the first evaluation with "
+                f"held-out {name} {sign} {task.success:g}), after {float(row['wall_s']):.0f} s of "
+                "training under the sweep's load." + tail)
+    chance = _chance(task)
+    versus = (f" (chance: {chance:.3g})" if chance is not None else
+              f" (baseline: {task.baseline_loss:.3g})")
+    return (head + f"not solved in {int(row['steps_done'])} steps: held-out {name} "
+            f"{sci(row['eval_metric'])}{versus}." + tail)

@@ -5,11 +5,13 @@ import os
 import pandas as pd
 import streamlit as st
 
-from core import charts, settings
+from core import charts, narrate, settings
+from core.measured import LIVE_PROBE_EVERY, load_shipped, shipped_sweeps
 from core.narrate import sci
 from core.sweeps import SWEEP_PRESETS, SweepError, SweepSpec, list_sweeps, load_sweep, summarise_sweep
 from core.sweep_job import SweepJob
 from core.tasks import TASK_NAMES
+from ui.config_form import url_params
 from ui.state import run_store
 from ui.bootstrap import ensure_app
 
@@ -22,7 +24,14 @@ LENGTHS = [5, 10, 20, 30, 50, 75, 100, 150, 200, 300]
 
 st.title("Sweep: how far back can each architecture learn?")
 st.caption("A grid of short trainings (each stops once solved). Success rate against "
-           "sequence length, with 95% Wilson intervals over seeds: the law behind a single run.")
+           "sequence length, with 95% Wilson intervals over seeds: the law behind a single run. "
+           "First the sweeps measured once and shipped with the app; below, run your own.")
+
+
+@st.cache_resource(show_spinner=False)
+def shipped(name: str):
+    """A shipped sweep (core/measured/<name>): read once per server, never trained here."""
+    return load_shipped(name)
 
 
 @st.cache_resource(scope="session", on_release=lambda h: h.stop(), show_spinner=False)
@@ -64,6 +73,83 @@ with st.sidebar:
     st.number_input("Step budget per run", 50, 5000, step=50, key="sweep_steps")
     st.number_input("Worker processes", 1, os.cpu_count() or 1, value=os.cpu_count() or 1,
                     key="sweep_workers")
+
+SHIPPED_ANCHOR = "measured"
+
+
+def shipped_section() -> None:
+    """The shipped sweeps' measured results, how they were measured, and a link that
+    re-runs any of their trainings live on the Train page."""
+    names = shipped_sweeps()
+    if not names:
+        return
+    st.header("Measured with the app", anchor=SHIPPED_ANCHOR)
+    name = st.radio("Shipped sweep", names, horizontal=True, key="shipped_name",
+                    format_func=lambda n: shipped(n).meta.get("preset", n))
+    try:
+        sw = shipped(name)
+    except SweepError as e:
+        st.error(str(e))
+        return
+    meta = sw.meta
+    n_runs = len(sw.results)
+    st.markdown(f"**Grid:** {sw.spec.describe()}")
+    st.info(f"Measured by `{meta['command']}` on {meta['cpu']}, {meta['date']}, commit "
+            f"`{str(meta['commit'])[:7]}`: {n_runs} real trainings"
+            + (f", {narrate.duration(meta['wall_s'])} in all" if meta.get("wall_s") else "")
+            + f". {meta['load'][:1].upper()}{meta['load'][1:]}. Nothing here is re-run or "
+            "simulated: the page reads the sweep's results file.",
+            icon=":material/science:")
+    summary, labels = sw.summary(), sw.labels()
+    st.subheader("Success rate against sequence length")
+    st.caption("One panel per model: the share of its seeds that solved the task at each T, "
+               "with the Wilson 95% interval; the number above a point is the median steps "
+               "to solve of the seeds that solved it.")
+    st.altair_chart(charts.sweep_panels(summary, labels, sw.order), key=f"shipped_{name}_success")
+    st.subheader("Gradient reach of the final network")
+    st.caption("Steps back from the last whose gradient stays ≥ 1e-3 of the largest after "
+               "them, probed once on each final network (median over seeds, log axis); "
+               "dashed: T, the whole sequence.")
+    st.altair_chart(charts.reach_panels(summary, labels, sw.order), key=f"shipped_{name}_reach")
+    table = summary_table(summary)
+    table["architecture"] = [labels.get(a, a) for a in summary["arch"]]
+    rank = {v: i for i, v in enumerate(sw.order)}
+    table = table.iloc[sorted(range(len(table)), key=lambda i: (rank.get(summary["arch"][i], 99),
+                                                                 summary["seq_len"][i]))]
+    st.dataframe(table.rename(columns={"architecture": "model"}), hide_index=True)
+    st.caption("Per model and T, over seeds: medians of the runs' final numbers (steps to "
+               "solve: of the runs that solved it; reach and ‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖: at the "
+               "final probe).")
+    st.markdown("**Per seed:** seeds that solved the task, then the steps each took in seed "
+                "order (a dash: not solved within the budget).")
+    st.table(sw.seed_table())
+    rerun_cell(name, sw)
+
+
+def rerun_cell(name: str, sw) -> None:
+    st.subheader("Re-run any of these trainings live")
+    labels = sw.labels()
+    c1, c2, c3 = st.columns([2, 1, 1])
+    variant = c1.selectbox("Model", sw.order, format_func=labels.get, key=f"rerun_{name}_model")
+    T = c2.selectbox("Sequence length T", sw.spec.seq_lens, key=f"rerun_{name}_T")
+    seed = c3.selectbox("Seed", sw.spec.seeds, key=f"rerun_{name}_seed")
+    row = sw.cell(variant, T, seed)
+    config = sw.live_config(variant, T, seed)
+    st.markdown(narrate.shipped_cell_sentence(row.to_dict(), config.make_task()))
+    if st.button("Re-run this training live", type="primary", icon=":material/play_circle:",
+                 key=f"rerun_{name}_go"):
+        st.switch_page("pages/train.py", query_params=url_params(config))
+    st.caption(f"Opens the Train page with this training's settings ({config.label()}, "
+               f"{sw.spec.steps} steps, seed {seed}); press **Train** there. Train probes the "
+               f"gradient every {LIVE_PROBE_EVERY} steps so that its heatmaps draw (the sweep "
+               "probed only the final network) and trains the whole budget instead of "
+               "stopping once solved.")
+
+
+# Drawn first on the page, filled once sweep_charts (below) is defined.
+shipped_box = st.container()
+st.divider()
+st.header("Run a sweep", anchor="run")
 
 spec, problem = None, None
 try:
@@ -145,6 +231,9 @@ def sweep_charts(results, key: str, order=None) -> None:
                "(steps to solve: of the runs that solved it; reach and ‖∂ℓ/∂h₀‖ / ‖∂ℓ/∂h_T−1‖: "
                "at the final probe).")
 
+
+with shipped_box:
+    shipped_section()
 
 if job is not None:
     @st.fragment(run_every=1.0 if running else None)
