@@ -58,6 +58,7 @@ import sys
 import threading
 import types
 import weakref
+from pathlib import Path
 
 BACKENDS = ("local", "dask")
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
@@ -235,6 +236,68 @@ def _spawn_safe_main():
             sys.modules["__main__"] = main
 
 
+def import_dask():
+    """(dask, distributed), or a BackendError saying how to install them."""
+    try:
+        import dask
+        import distributed
+    except ImportError as e:
+        raise BackendError(
+            "the dask backend needs dask and distributed: pip install -r requirements-dask.txt"
+        ) from e
+    return dask, distributed
+
+
+def connect(address: str, timeout: str = "10s", hint: str = ""):
+    """A ``distributed.Client`` of the scheduler at ``address`` (not the default client),
+    or a BackendError saying how to start one."""
+    _, distributed = import_dask()
+    try:
+        return distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise BackendError(
+            f"cannot reach the Dask scheduler at {address}: {e}. Start one with "
+            "`dask scheduler` and `dask worker ADDRESS` (from the project directory)"
+            + (f", {hint}" if hint else "")
+        ) from e
+
+
+def local_cluster(workers: int):
+    """A LocalCluster of ``workers`` single-threaded worker processes on 127.0.0.1, started
+    with the pitfalls above handled: no nanny ``MALLOC_TRIM_THRESHOLD_`` and a bare
+    ``__main__`` while the workers spawn."""
+    dask, distributed = import_dask()
+    # Remove the nanny's MALLOC_TRIM_THRESHOLD_ (torch ran 2-2.5x slower with it).
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
+                          None}), _spawn_safe_main():
+        return distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            # Its HTTP server (dashboard if bokeh is installed) on a free
+            # local port: the default 8787 may be taken by another cluster.
+            dashboard_address=":0", silence_logs=logging.ERROR,
+        )
+
+
+# The project's folder (holding core/): what a Dask cluster needs on its PYTHONPATH.
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def cluster_import_error(exc: BaseException) -> str | None:
+    """When ``exc`` says the cluster could not import this project, the sentence that
+    says what to do; else None. Dask unpickles a task's function (by reference to its
+    module in ``core``) on the scheduler as well as on the workers: every process of the
+    cluster must import ``core``."""
+    text = str(exc)
+    # Client.run wraps the worker's ModuleNotFoundError in a bare Exception.
+    if (isinstance(exc, ImportError) and "core" in text) or "No module named 'core" in text or (
+            "deserializ" in text and "environment" in text):
+        first = text.splitlines()[0] if text else ""
+        return (f"the cluster cannot import this project ({type(exc).__name__}: {first}): "
+                "start `dask scheduler` and `dask worker` with the project on PYTHONPATH "
+                f"(e.g. PYTHONPATH={PROJECT_DIR})")
+    return None
+
+
 class DaskBackend(Backend):
     """A Dask cluster behind ``client.get_executor()``: a plain object, so a Streamlit
     page may keep it in ``st.cache_resource``.
@@ -249,42 +312,20 @@ class DaskBackend(Backend):
     def __init__(self, scheduler: str | None = None, workers: int | None = None,
                  connect_timeout: str = "10s"):
         super().__init__()
-        try:
-            import dask
-            import distributed
-        except ImportError as e:
-            raise BackendError(
-                "the dask backend needs dask and distributed: "
-                "pip install -r requirements-dask.txt"
-            ) from e
+        dask, distributed = import_dask()
         address = scheduler or os.environ.get(SCHEDULER_ENV) or dask.config.get(
             "scheduler-address", None)
         self.cluster = None
         if address:
-            try:
-                self.client = distributed.Client(address, timeout=connect_timeout,
-                                                 set_as_default=False)
-            except (OSError, TimeoutError) as e:
-                raise BackendError(
-                    f"cannot reach the Dask scheduler at {address}: {e}. Start one with "
-                    "`dask scheduler` and `dask worker ADDRESS` (from the project directory), "
-                    "or leave out --scheduler for a local cluster"
-                ) from e
+            self.client = connect(address, connect_timeout, hint=(
+                "or leave out --scheduler for a local cluster"))
             self.workers = None
             self.description = f"dask: scheduler {address}"
         else:
             if workers is not None and int(workers) < 1:
                 raise BackendError(f"workers must be at least 1, got {workers}")
             n = int(workers) if workers else default_workers()
-            # Remove the nanny's MALLOC_TRIM_THRESHOLD_ (torch ran 2-2.5x slower with it).
-            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
-                                  None}), _spawn_safe_main():
-                self.cluster = distributed.LocalCluster(
-                    n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    # Its HTTP server (dashboard if bokeh is installed) on a free
-                    # local port: the default 8787 may be taken by another cluster.
-                    dashboard_address=":0", silence_logs=logging.ERROR,
-                )
+            self.cluster = local_cluster(n)
             self.client = distributed.Client(self.cluster, set_as_default=False)
             self.workers = n
             self.description = f"dask: LocalCluster of {n} single-threaded worker process(es)"

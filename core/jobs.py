@@ -10,6 +10,9 @@ Streamlit.
 With ``mode="process"`` (what the app uses) the trainers themselves run in a
 child process (:mod:`core.worker`) and the job's thread only relays their
 records, so a page redrawing charts in the server cannot slow training down.
+With ``$RNNLAB_DASK_SCHEDULER`` set, such a job runs in mode ``"dask"`` instead: one
+task on a Dask cluster, queued in :data:`core.dask_training.CLUSTER_SLOTS`, its records
+relayed the same way (:mod:`core.dask_training`).
 
 :class:`Slots` caps how many jobs train at once in the process (a room of
 workshop users shares two cores); a job waiting for a slot reports status
@@ -136,6 +139,10 @@ class Slots:
             if token is not None and token in self._holders:
                 self._holders.remove(token)
             self._cond.notify_all()
+
+    def where(self) -> str:
+        """Where these slots are, for a waiter's message ("" here: this server)."""
+        return ""
 
     def position(self, token: object) -> int | None:
         """1-based place in the waiting queue, or None if not waiting."""
@@ -284,6 +291,29 @@ class Throughput:
 THROUGHPUT = Throughput()
 
 
+MODES = ("thread", "process", "dask")
+
+
+def resolve_mode(mode: str) -> str:
+    """Where a job of ``mode`` trains: "process" becomes "dask" when $RNNLAB_DASK_SCHEDULER
+    names a cluster (core.dask_training); "thread" stays in this process."""
+    if mode not in MODES:
+        raise ValueError(f"unknown training mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "process" and settings.get("RNNLAB_DASK_SCHEDULER"):
+        return "dask"
+    return mode
+
+
+def job_identity(configs: Sequence[TrainConfig], mode: str) -> str:
+    """The identity of a job training ``configs`` in ``mode`` (a resolved mode): on a Dask
+    cluster the numerics are its workers' (core.dask_training.cluster_identity)."""
+    if mode == "dask":
+        from core.dask_training import cluster_identity
+
+        return cluster_identity(configs)
+    return run_identity(list(configs))
+
+
 def default_capacity() -> int:
     """Concurrent trainings per process: $RNNLAB_MAX_TRAININGS, else one per core."""
     return settings.get("RNNLAB_MAX_TRAININGS")
@@ -327,7 +357,7 @@ class TrainingJob(Background):
     runs: list[JobRun] = field(default_factory=list)
     save_error: str | None = None
     error: str | None = None
-    mode: str = "thread"  # "thread", or "process" (a child process: see core.worker)
+    mode: str = "thread"  # "thread", "process" (a child process: core.worker) or "dask"
     identity: str | None = None
     priority: int = INTERACTIVE
     throughput: Throughput | None = field(default_factory=lambda: THROUGHPUT)
@@ -340,8 +370,13 @@ class TrainingJob(Background):
     def __post_init__(self):
         if not self.configs:
             raise ValueError("a job needs at least one configuration")
+        self.mode = resolve_mode(self.mode)
+        if self.mode == "dask" and self.slots is GLOBAL_SLOTS:
+            from core.dask_training import CLUSTER_SLOTS
+
+            self.slots = CLUSTER_SLOTS  # the cluster's threads, not this server's cores
         if self.identity is None:
-            self.identity = run_identity(self.configs)
+            self.identity = job_identity(self.configs, self.mode)
         ids = [new_run_id(cfg) for cfg in self.configs]
         while len(set(ids)) < len(ids):  # the same second and the same 6 hex digits
             ids = [new_run_id(cfg) for cfg in self.configs]
@@ -434,7 +469,7 @@ class TrainingJob(Background):
         pos = self.queue_position
         if pos is None:
             return
-        text = f"Waiting for a training slot: #{pos} in the queue"
+        text = f"Waiting for a training slot{self.slots.where()}: #{pos} in the queue"
         if est is not None:
             text += f", {est.words()} ({est.how()})."
         else:
@@ -463,9 +498,14 @@ class TrainingJob(Background):
             self.wait = None
             for r in self.runs:
                 r.data.update_status(message="", wait_s=None)
-                r.data.set_status("running")
+                if self.mode != "dask":  # on a cluster: "running" once a worker starts it
+                    r.data.set_status("running")
             if self.mode == "process":
                 self._train_in_process()
+            elif self.mode == "dask":
+                from core.dask_training import train_on_cluster
+
+                train_on_cluster(self)
             else:
                 self._train_in_thread()
             if self.throughput is not None:  # what the next queued jobs' estimates use
@@ -612,12 +652,16 @@ class JobRegistry:
 
     def train_or_attach(self, configs: Sequence[TrainConfig], store: RunStore,
                         watcher: object, page: str,
-                        start: Callable[[str], TrainingJob]) -> Attached:
+                        start: Callable[[str], TrainingJob],
+                        mode: str | None = None) -> Attached:
         """A Train press: attach ``watcher``'s ``page`` to the identical live job, else
         open the identical finished run in ``store``, else call ``start(identity)``
         (which may raise, say, for a per-session cap) for a started job, registered here.
-        Either of the first two, when the run came from another owner, marks it shared."""
-        identity = run_identity(list(configs))
+        Either of the first two, when the run came from another owner, marks it shared.
+        ``mode``: where a started job would train (default: the app's, $RNNLAB_WORKER),
+        which fixes the identity's numerics (:func:`job_identity`)."""
+        mode = resolve_mode(mode or settings.get("RNNLAB_WORKER"))
+        identity = job_identity(list(configs), mode)
         me = _owner(watcher)
         with self._start_lock:
             live = self.find(identity, store)

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+# A Dask scheduler's address: protocol://host:port (tcp, tls, ws, wss, ucx), or host:port.
+_ADDRESS = re.compile(r"((tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
 
 
 class SettingError(ValueError):
@@ -37,7 +40,8 @@ class SettingError(ValueError):
 class Setting:
     """One environment variable: its type, default, allowed values and meaning.
 
-    ``kind`` is "int", "float", "bool", "path" or "choice". ``default`` is the value
+    ``kind`` is "int", "float", "bool", "path", "choice" or "address" (a Dask scheduler:
+    ``local``, or an address such as ``tcp://host:8786``). ``default`` is the value
     when the variable is unset or empty (a callable: computed then; None: off).
     ``low``/``high`` bound an int or float (None: unbounded on that side)."""
 
@@ -58,6 +62,8 @@ class Setting:
             return " or ".join(self.choices)
         if self.kind == "path":
             return "a path"
+        if self.kind == "address":
+            return "`local`, or a scheduler address such as `tcp://host:8786`"
         noun = "a whole number" if self.kind == "int" else "a number"
         if self.low is not None and self.high is not None:
             return f"{noun} from {self.low:g} to {self.high:g}"
@@ -80,6 +86,10 @@ class Setting:
                 value = text
             elif self.kind == "path":
                 value = Path(text).expanduser()
+            elif self.kind == "address":
+                if text != "local" and not _ADDRESS.fullmatch(text):
+                    raise ValueError
+                value = text
             elif self.kind == "int":
                 value = int(text)
             else:
@@ -140,6 +150,10 @@ SETTINGS: tuple[Setting, ...] = (
             "training processes started ahead of time, so Train starts at once", 0, 16),
     Setting("RNNLAB_WORKER_NICE", "int", 10,
             "niceness added to each training process, so pages stay responsive", 0, 19),
+    Setting("RNNLAB_DASK_SCHEDULER", "address", None,
+            "the app's trainings run as tasks on this Dask cluster instead of in child "
+            "processes; `local`: a LocalCluster of one single-threaded worker per training slot",
+            default_text="unset: no cluster"),
     Setting("RNNLAB_NATIVE", "bool", True,
             "use the LSTM's C loops when they build (off: the same equations as torch calls)"),
     Setting("RNNLAB_REFERENCE_PROBE", "bool", False,

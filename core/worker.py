@@ -59,11 +59,37 @@ def read_frame(stream: BinaryIO) -> bytes | None:
 # ---------------------------------------------------------------- child side
 
 
+class Batcher:
+    """Records grouped into batches for the trip to the server: ``add(i, record)`` (the
+    ``emit`` of core.train.run_lockstep), ``send(batch)`` called with a list of
+    ``(i, record)``. Probes, evaluations and ends go out at once (they change the
+    charts); steps wait up to ``every_s`` seconds. Also used by the Dask training task
+    (core.dask_training)."""
+
+    def __init__(self, send, every_s: float = BATCH_S):
+        from core.train import StepRecord
+
+        self.send, self.every_s, self._step = send, every_s, StepRecord
+        self.batch: list = []
+        self.last_sent = time.monotonic()
+
+    def add(self, i: int, record) -> None:
+        self.batch.append((i, record))
+        if not isinstance(record, self._step) or time.monotonic() - self.last_sent >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            batch, self.batch = self.batch, []
+            self.send(batch)
+        self.last_sent = time.monotonic()
+
+
 def _child_main() -> int:
     import torch
 
     from core.config import TrainConfig
-    from core.train import StepRecord, Trainer, run_lockstep, warm_up
+    from core.train import Trainer, run_lockstep, warm_up
 
     torch.set_num_threads(1)
     try:
@@ -91,25 +117,11 @@ def _child_main() -> int:
 
     threading.Thread(target=watch_stdin, name="rnnlab-worker-stdin", daemon=True).start()
 
-    batch: list = []
-    last_sent = time.monotonic()
-
-    def send_batch():
-        nonlocal last_sent
-        if batch:
-            write_frame(out, pickle.dumps(("records", batch), protocol=pickle.HIGHEST_PROTOCOL))
-            batch.clear()
-        last_sent = time.monotonic()
-
-    def emit(i, record):
-        batch.append((i, record))
-        # Probes and evaluations go out at once (they change the charts); steps wait.
-        if not isinstance(record, StepRecord) or time.monotonic() - last_sent >= BATCH_S:
-            send_batch()
-
+    batcher = Batcher(lambda batch: write_frame(
+        out, pickle.dumps(("records", batch), protocol=pickle.HIGHEST_PROTOCOL)))
     try:
-        run_lockstep(trainers, emit)
-        send_batch()
+        run_lockstep(trainers, batcher.add)
+        batcher.flush()
         for i, t in enumerate(trainers):
             state = {k: v.detach().contiguous() for k, v in t.model.state_dict().items()}
             write_frame(out, pickle.dumps(("model", i, state), protocol=pickle.HIGHEST_PROTOCOL))

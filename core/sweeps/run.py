@@ -262,13 +262,11 @@ def _row_from_future(f: cf.Future, cell: Cell) -> dict:
     exc = f.exception()
     if exc is None:
         return f.result()
-    if (isinstance(exc, ImportError) and "core" in str(exc)) or (
-            "deserializ" in str(exc) and "environment" in str(exc)):
-        # Dask unpickles run_cell (by reference to core.sweeps.run) on the scheduler
-        # as well as on the workers: every process of the cluster must import core.
-        raise SweepError(
-            f"the cluster cannot import this project ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0]}): start `dask scheduler` and `dask worker` with the "
-            f"project on PYTHONPATH (e.g. PYTHONPATH={PROJECT_DIR})"
-        ) from exc
+    from core.executors import cluster_import_error
+
+    # Dask unpickles run_cell (by reference to core.sweeps.run) on the scheduler as
+    # well as on the workers: every process of the cluster must import core.
+    problem = cluster_import_error(exc)
+    if problem:
+        raise SweepError(problem) from exc
     return _error_row(cell.payload(), f"{type(exc).__name__}: {exc}")
