@@ -73,6 +73,13 @@ def test_the_shipped_pure_lag_sweep_is_shown_with_how_it_was_measured(runs_dir):
     row = summary[(summary["model"] == "lstm (chrono init)") & (summary["T"] == 200)].iloc[0]
     assert row["solved"] == "3 / 3" and row["success (95% CI)"] == "100% (44%–100%)"
     assert row["steps to solve"] == "700" and row["reach"] == "200"
+    # the temporal-order sweep, one click away, with its own command
+    at.radio(key="shipped_name").set_value("temporal-order").run()
+    order = load_shipped("temporal-order")
+    label = next(i.value for i in at.info if i.value.startswith("Measured by"))
+    assert order.meta["command"] in label and "72 real trainings" in label
+    seeds = next(t.value for t in at.table if "T=100" in t.value.columns)
+    assert seeds.equals(order.seed_table())
 
 
 def test_a_shipped_training_reports_its_result_and_reruns_live_on_train(runs_dir):
