@@ -172,7 +172,7 @@ STEPS: dict[int, Step] = {s.number: s for s in (
     ),
     Step(
         number=3,
-        title="Why: an additive cell path, carried by a few open units",
+        title="Why: the additive cell path and its most open units",
         button="Train the LSTM",
         do="Press the button: the race's LSTM alone, so you can look inside it.",
         look="Heatmap A for h and for the cell c. Heatmap B: where the gradient flows at the "

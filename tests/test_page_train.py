@@ -216,4 +216,5 @@ def test_solved_says_not_in_n_steps_once_a_run_ended_unsolved(runs_dir):
     next(b for b in at.button if b.label == "Train").click().run()
     _wait_finished(at)
     solved = next(m for m in at.metric if m.label == "Solved")
-    assert solved.value == "not in 40 steps" or solved.value.startswith("at step"), solved.value
+    assert (solved.value, solved.delta) == ("no", "not solved in 40 steps") or \
+        solved.value.startswith("at step"), (solved.value, solved.delta)

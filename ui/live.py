@@ -202,7 +202,8 @@ def status_header(data: RunData, job: TrainingJob | None = None) -> dict:
     c2.metric("Time left", _fmt_eta(s))
     metric_name = s.get("metric_name", "metric")
     c3.metric(f"Held-out {metric_name}", sci(s.get("eval_metric")))
-    c4.metric("Solved", solved_text(s))
+    value, note = solved_text(s)
+    c4.metric("Solved", value, note, delta_color="off", delta_arrow="off")
     if s.get("message"):
         (st.error if state == "diverged" else st.info)(s["message"])
     if job is not None and job.save_error:
@@ -210,13 +211,14 @@ def status_header(data: RunData, job: TrainingJob | None = None) -> dict:
     return s
 
 
-def solved_text(status: dict) -> str:
-    """'at step 275'; 'not yet' while training; 'not in 1000 steps' once it has ended."""
+def solved_text(status: dict) -> tuple[str, str | None]:
+    """The Solved metric's value and note: 'at step 275'; 'not yet' while training; once a
+    run has ended unsolved, 'no' and 'not solved in 1000 steps' (its value stays short)."""
     if status.get("solved"):
-        return f"at step {status.get('steps_to_solve')}"
+        return f"at step {status.get('steps_to_solve')}", None
     if status.get("status") in ("queued", "running"):
-        return "not yet"
-    return f"not in {int(status.get('step') or 0)} steps"
+        return "not yet", None
+    return "no", f"not solved in {int(status.get('step') or 0)} steps"
 
 
 def _probe_step_picker(steps: list[int], key: str) -> int | None:
