@@ -71,8 +71,9 @@ RACE_SETTINGS = dict(task="adding", seq_len=50, hidden_size=32, batch_size=64, l
 # (reach 94); chrono solved at step 425 (seed 2: 325; seed 1: not within 1500), the
 # default never. 1000 steps of the default LSTM take ~15 s on a quiet machine, ~30 s
 # with a load of 8.
-LAG_SETTINGS = dict(task="recall", seq_len=100, arch="lstm", hidden_size=32, batch_size=64,
-                    lr=0.003, steps=1000, seed=0, probe_every=25, eval_every=25, eval_size=500)
+# One source for these settings: core.presets.PURE_LAG (the Train presets "Pure lag, T =
+# 100: …", the Compare link of the Explain page and this step train the same models).
+LAG_SETTINGS = dict(presets.PURE_LAG)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ LABELS = {
     "arch": "Architecture", "hidden_size": "Hidden size", "forget_bias": "Forget-gate bias",
     "no_forget_gate": "No forget gate (f ≡ 1)", "coupled_gates": "Coupled gates (CIFG)",
     "init": "Recurrent init", "spectral_radius": "Spectral radius of W_hh",
+    "gate_init": "Gate initialisation",
     "batch_size": "Batch size", "lr": "Learning rate", "optimizer": "Optimizer",
     "clip": "Clip gradient norm at", "steps": "Training steps", "seed": "Seed",
     "probe_every": "Probe gradients every N steps", "eval_every": "Evaluate every N steps",
@@ -169,6 +170,9 @@ def config_sidebar(prefix: str, show_arch: bool = True, disabled: bool = False,
                 st.selectbox(LABELS["init"], FIELD_BY_NAME["init"].choices,
                              key=_key(prefix, "init"))
                 _optional(prefix, "spectral_radius", "Rescale the spectral radius", 0.1)
+            if arch in FIELD_BY_NAME["gate_init"].applies_to:   # LSTM, GRU: chrono (issue 16)
+                st.selectbox(LABELS["gate_init"], FIELD_BY_NAME["gate_init"].choices,
+                             key=_key(prefix, "gate_init"), help=FIELD_BY_NAME["gate_init"].help)
         _number(prefix, "hidden_size", disabled=disabled)
         st.subheader("Training")
         _number(prefix, "batch_size", disabled=disabled)
