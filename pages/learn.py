@@ -25,7 +25,7 @@ from ui.learn_view import (
     three_answers,
     verdict_md,
 )
-from ui.live import live_view
+from ui.live import live_view, task_example
 from ui.state import attached_runs, results_label, start_stop_buttons
 
 ensure_app("learn")
@@ -105,6 +105,7 @@ def landing() -> None:
             f"batches of the **{task.name}** task (T = {task.seq_len}): {task.description} "
             "Then watch how much of the loss's gradient reaches each earlier time step — "
             "live, measured by real training.")
+        task_example(task, step.configs()[0].seed)
         return
     labels = step.labels()
 

@@ -63,7 +63,8 @@ def test_the_landing_asks_the_question_and_offers_one_button_and_the_lesson(tiny
     assert not at.exception
     assert "How do LSTM and GRU keep the gradient alive" in text(at)
     assert [b.label for b in at.button] == [lessons.RACE.button, "Stop"]
-    assert not at.get("vega_lite_chart")           # nothing to read before the first result
+    # Before the first result: the task's example input sequence, and no run's chart.
+    assert len(at.get("vega_lite_chart")) == 1 and "example sequence" in at.expander[0].label
     assert "adding" in text(at)
     popover = at.get("popover")[0]                     # the settings, one click away
     assert popover.proto.popover.label == "Advanced"
