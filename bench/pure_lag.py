@@ -6,7 +6,9 @@ section of that name that the CLI cannot take by itself.
     python -m bench.pure_lag lstm1997 60 0 --trunc --squash --bias-i stagger:-1:-4
     python -m bench.pure_lag runs runs/<run id> ... [--every 500]
 
-A variant is written as in sweeps, ``arch[:key=value...]`` (TrainConfig fields), plus
+The measuring tools (variants, bias edits, cell statistics, gradients at init) are in
+:mod:`core.explain.purelag`, shared with the Explain page. A variant is written as in
+sweeps, ``arch[:key=value...]`` (TrainConfig fields), plus
 ``bias_i`` / ``bias_f`` = V: set that gate's bias sum b_ih + b_hh to V after the model is
 built (V in b_ih, b_hh zeroed), ``stagger:A:B`` for linspace(A, B) over the units, or
 ``default`` for torch's default init of those rows (the same seed), e.g.
@@ -38,118 +40,21 @@ import time
 import torch
 from torch import nn
 
-from core.config import FIELD_BY_NAME, TrainConfig, coerce
+from core.config import TrainConfig
+# The measuring tools live in core (the Explain page uses them too); this script drives them.
+from core.explain.purelag import (  # noqa: F401 - re-exported for scripts that import them from here
+    GATE_ROWS,
+    SATURATED,
+    cell_stats,
+    edit_biases,
+    init_gradients,
+    lstm_gates,
+    parse_variant,
+)
 from core.train import EVAL_SEED_OFFSET, Trainer, make_model, make_optimizer
 
-GATE_ROWS = {"i": 0, "f": 1}
 BASE = dict(hidden_size=32, batch_size=64, lr=0.003, probe_every=0, eval_every=100,
             stop_when_solved=True, steps=3000)
-SATURATED = 0.95
-
-
-def parse_variant(text: str) -> tuple[dict, dict]:
-    """'lstm:forget_bias=5:bias_i=-5' -> ({arch: lstm, forget_bias: 5.0}, {i: '-5'})."""
-    arch, *parts = text.split(":")
-    options, edits = {"arch": arch}, {}
-    i = 0
-    while i < len(parts):
-        key, _, value = parts[i].partition("=")
-        if key.startswith("bias_"):
-            if value == "stagger":  # stagger:A:B spans three ':' parts
-                value = ":".join(parts[i:i + 3]).partition("=")[2]
-                i += 2
-            edits[key[5:]] = value
-        else:
-            options[key] = coerce(FIELD_BY_NAME[key], value)
-        i += 1
-    return options, edits
-
-
-@torch.no_grad()
-def edit_biases(model, config: TrainConfig, edits: dict) -> None:
-    layer = model.recurrent
-    H = layer.hidden_size
-    default = None
-    for gate, value in edits.items():
-        rows = slice(GATE_ROWS[gate] * H, (GATE_ROWS[gate] + 1) * H)
-        if value == "default":
-            if default is None:
-                plain = config.replace(gate_init="default", chrono_tmax=None, forget_bias=None)
-                default = make_model(plain, config.make_task()).recurrent
-            layer.bias_ih_l0[rows] = default.bias_ih_l0[rows]
-            layer.bias_hh_l0[rows] = default.bias_hh_l0[rows]
-            continue
-        if value.startswith("stagger:"):
-            low, high = map(float, value.split(":")[1:])
-            layer.bias_ih_l0[rows] = torch.linspace(low, high, H)
-        else:
-            layer.bias_ih_l0[rows] = float(value)
-        layer.bias_hh_l0[rows] = 0.0
-
-
-def _gates(model, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(i, f) activations from the LSTM pre-activations (batch, steps, 4H), per variant."""
-    H = pre.shape[-1] // 4
-    f = torch.sigmoid(pre[..., H:2 * H])
-    i = torch.sigmoid(pre[..., :H])
-    if model.recurrent.coupled_gates:
-        i = 1 - f
-    if model.recurrent.no_forget_gate:
-        f = torch.ones_like(f)
-    return i, f
-
-
-@torch.no_grad()
-def cell_stats(model, task, n: int = 2048, seed: int = 12345) -> dict:
-    """Input gate on steps ≥ 1, forget gate, the cell's RMS at step 1, T/2 and T − 1, and the
-    share of units with |tanh c_{T−1}| > 0.95, on n fresh sequences (LSTM only)."""
-    x, _ = task.sample(n, torch.Generator().manual_seed(seed))
-    u = model.recurrent.unroll(x, record=True)
-    c = torch.stack(u.states["c"], 1)
-    i, f = _gates(model, torch.stack(u.gates["ifgo"], 1))
-    rms = c.pow(2).mean((0, 2)).sqrt()
-    T = c.shape[1]
-    return {"i_distractors": round(float(i[:, 1:].mean()), 4),
-            "f_mean": round(float(f[:, 1:].mean()), 4),
-            "c_rms_t1": round(float(rms[1]), 4), "c_rms_mid": round(float(rms[T // 2]), 4),
-            "c_rms_end": round(float(rms[-1]), 4),
-            "saturated_end": round(float((torch.tanh(c[:, -1]).abs() > SATURATED).float().mean()), 4)}
-
-
-def init_gradients(task_name: str, seq_len: int, variant: str, seed: int) -> dict:
-    """At init: the gradient reaching the first steps (and temporal order's markers)."""
-    options, edits = parse_variant(variant)
-    config = TrainConfig(task=task_name, seq_len=seq_len, hidden_size=32, seed=seed, **options)
-    task = config.make_task()
-    model = make_model(config, task)
-    edit_biases(model, config, edits)
-    model = model.double()
-    x, y = task.sample(256, torch.Generator().manual_seed(100 + seed))
-    x = x.double().requires_grad_(True)
-    out, u = model.unroll(x, record=True)
-    states = u.states.get("c", u.states["h"])  # the carried state: c (LSTM) or h
-    grads = torch.autograd.grad(task.loss(out, y).sum(), [x, *states])
-    gx = grads[0].norm(dim=-1)  # (batch, steps)
-    gs = torch.stack([g.norm(dim=-1) for g in grads[1:]], 1)
-    g_mean = gs.mean(0)
-    r = {"state": "c" if "c" in u.states else "h",
-         "ds0/ds_last": float(gs[:, 0].mean() / gs[:, -1].mean()),
-         # geometric mean over steps 1..T−2 of ‖∂ℓ/∂s_t‖ / ‖∂ℓ/∂s_{t+1}‖ (batch means)
-         "per_step": float((g_mean[1:-1] / g_mean[2:]).log().mean().exp()),
-         "dx0": float(gx[:, 0].mean()), "dx_last": float(gx[:, -1].mean())}
-    if task_name == "temporal_order":
-        tokens = x.detach().argmax(-1)
-        marks = [torch.nonzero((row == task.X) | (row == task.X + 1)).flatten() for row in tokens]
-        for k, name in ((0, "t1"), (1, "t2")):
-            r[f"dx_{name}"] = float(torch.stack([gx[b, m[k]] for b, m in enumerate(marks)]).mean())
-            r[f"ds_{name}/ds_last"] = float(
-                torch.stack([gs[b, m[k]] for b, m in enumerate(marks)]).mean() / gs[:, -1].mean())
-    if "c" in u.states:
-        c_end = u.states["c"][-1].detach()
-        r["c_rms_end"] = float(c_end.pow(2).mean().sqrt())
-        r["saturated_end"] = float((torch.tanh(c_end).abs() > SATURATED).double().mean())
-        r["i_distractors"] = float(_gates(model, torch.stack(u.gates["ifgo"], 1).detach())[0][:, 1:].mean())
-    return r
 
 
 def cmd_init(args) -> None:

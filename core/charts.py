@@ -537,6 +537,64 @@ def decay_chart(curves: pd.DataFrame, order: Sequence | None = None) -> alt.Char
     ).properties(width="container", height=HEIGHT + 40)
 
 
+# ---------------------------------------------------------------- the pure lag (issue 16)
+
+# Variants of one architecture compared on one chart: told apart by the palette's
+# colours in the order given (model_colours would give them shades of one hue).
+def _series_colour(field: str, labels: Sequence, title: str) -> alt.Color:
+    labels = list(dict.fromkeys(labels))
+    return alt.Color(f"{field}:N", title=title, sort=labels,
+                     scale=alt.Scale(domain=labels,
+                                     range=[PALETTE[i % len(PALETTE)] for i in range(len(labels))]),
+                     legend=alt.Legend(orient="right", labelLimit=300))
+
+
+def series_chart(df: pd.DataFrame, x: str, y: str, series: str, x_title: str, y_title: str,
+                 log_y: bool = False, order: Sequence | None = None, points: bool = False,
+                 height: int = HEIGHT) -> alt.Chart:
+    """Lines of ``y`` against ``x``, one per value of ``series`` (in ``order``), each in its
+    own palette colour; ``log_y``: a log axis (values ≤ 0 are left out, not drawn at 0)."""
+    d = _frame(df, [x, y], [series], None)
+    d = _finite(d, [x, y])
+    if log_y:
+        d = d[d[y] > 0].reset_index(drop=True)
+    labels = _labels(d, series, order) if order is not None else list(dict.fromkeys(d[series]))
+    scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
+    mark = alt.Chart(d).mark_line(strokeWidth=2.2, point=alt.OverlayMarkDef(size=30)
+                                  if points else False)
+    return mark.encode(
+        x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(**STEP_AXIS)),
+        y=alt.Y(f"{y}:Q", title=y_title, scale=scale,
+                axis=alt.Axis(labelExpr=LOG_LABELS) if log_y else alt.Axis()),
+        color=_series_colour(series, labels, series),
+        tooltip=[alt.Tooltip(f"{series}:N"), alt.Tooltip(f"{x}:Q", title=x_title),
+                 alt.Tooltip(f"{y}:Q", title=y_title, format=".3g")],
+    ).properties(width="container", height=height)
+
+
+def marker_chart(frame: pd.DataFrame, threshold: float = 1e-3,
+                 order: Sequence | None = None) -> alt.LayerChart:
+    """Explain, the pure lag: for each sequence, the gradient reaching an informative input
+    (columns input, lag, ratio = ‖∂ℓ/∂x_t‖ / ‖∂ℓ/∂x_T−1‖) against its lag, log axis, one
+    colour per input; a dashed rule at ``threshold`` (the gradient reach's)."""
+    d = _finite(_frame(frame, ["lag", "ratio"], ["input"], None), ["lag", "ratio"])
+    d["ratio"] = d["ratio"].clip(lower=1e-30)
+    labels = _labels(d, "input", order) if order is not None else list(dict.fromkeys(d["input"]))
+    points = alt.Chart(d).mark_point(filled=True, size=28, opacity=0.65).encode(
+        x=alt.X("lag:Q", title="lag T−1−t of the input (steps before the loss)",
+                axis=alt.Axis(**STEP_AXIS)),
+        y=alt.Y("ratio:Q", title="gradient ratio (log)", scale=alt.Scale(type="log"),
+                axis=alt.Axis(labelExpr=LOG_LABELS)),
+        color=_series_colour("input", labels, "informative input"),
+        shape=alt.Shape("input:N", sort=labels, title="informative input",
+                        scale=alt.Scale(domain=labels, range=list(SHAPES[:len(labels)]))),
+        tooltip=[alt.Tooltip("input:N"), alt.Tooltip("lag:Q"),
+                 alt.Tooltip("ratio:Q", title="gradient ratio", format=".2e")])
+    rule = alt.Chart(pd.DataFrame({"y": [threshold]})).mark_rule(
+        strokeDash=[5, 4], color=NEUTRAL).encode(y="y:Q")
+    return alt.layer(points, rule).properties(width="container", height=HEIGHT)
+
+
 # ---------------------------------------------------------------- sweeps
 
 SHAPES = ("circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "stroke")
@@ -735,6 +793,6 @@ __all__ = [
     "activation_heatmap", "arch_of", "canonical_order", "chart_to_png", "chart_to_svg",
     "clamp_log", "decay_chart", "downsample_steps", "model_colour", "model_colours",
     "gate_heatmap", "grad_time_heatmap", "latest_step", "loss_chart", "loss_frames",
-    "loss_layers", "reach_chart", "reach_panels",
+    "loss_layers", "marker_chart", "reach_chart", "reach_panels", "series_chart",
     "success_chart", "sweep_metric_chart", "sweep_panels",
 ]

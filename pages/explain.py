@@ -5,14 +5,18 @@ them. Every number is measured by autograd when the page runs (cached per settin
 the models the Train page would start from, or on the learner's own runs.
 """
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pandas as pd
 import streamlit as st
 
 from core import charts, explain, narrate
+from core.explain import purelag
+from core.measured import load_shipped
 from core.narrate import sci
-from core.presets import PRESETS
+from core.presets import PRESETS, PURE_LAG_COMPARE, PURE_LAG_DEFAULT
+from core.sweeps import SweepError
+from core.tasks import make_task
 from core.runs import RunError, RunStore
 from ui.state import load_run, run_store
 from ui.bootstrap import ensure_app
@@ -54,6 +58,36 @@ def saturation_effect(T: int, H: int, seed: int) -> pd.DataFrame:
 def trained_vs_init(root: str, run_id: str, mtime: float) -> dict:
     store = RunStore(root)
     return explain.trained_vs_init(store.load(run_id), store.model_path(run_id))
+
+
+@st.cache_data(show_spinner="Measuring where the forget-gate bias's gradient comes from…",
+               max_entries=16)
+def bias_gradient(T: int, H: int, seed: int, gate_init: str) -> dict:
+    return explain.bias_gradient(T, H, seed, gate_init)
+
+
+@st.cache_data(show_spinner="Training three LSTMs for their first steps…", max_entries=8)
+def first_steps(T: int, H: int, seed: int) -> dict:
+    return explain.first_steps(T, H, seed)
+
+
+@st.cache_data(show_spinner="Measuring the gradient reaching each marker…", max_entries=16)
+def marker_gradients(T: int, H: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    return explain.marker_gradients(T, H, seed)
+
+
+@st.cache_data(show_spinner="Measuring the cell of six LSTM variants…", max_entries=16)
+def cell_drift(T: int, H: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return explain.cell_drift(T, H, seed)
+
+
+@st.cache_resource(show_spinner=False)
+def shipped_pure_lag():
+    """The pure-lag sweep shipped with the app (core/measured/pure-lag), or None."""
+    try:
+        return load_shipped("pure-lag")
+    except SweepError:
+        return None
 
 
 def metric(col, label: str, value: str, help: str) -> None:
@@ -325,3 +359,139 @@ for v in narrate.verdicts(explain.claim_evidence(rnn, lstm, forget, sat)):
             }).set_index("model"))
             st.caption("A ratio of 0 (underflow) means the gradient underflowed float32 "
                        "(below ~1e-45) before reaching step 0.")
+
+# ---------------------------------------------------------------- 5. the pure lag
+
+st.header("5 · A pure lag: when the forget gate cannot learn to open", anchor="pure-lag")
+compare_link = "compare?" + urlencode({"preset": PURE_LAG_DEFAULT,
+                                       "models": ",".join(PURE_LAG_COMPARE)}, quote_via=quote)
+st.markdown(
+    "Everything above is about the gradient *at a given forget gate*. But the gate is learned, "
+    "and it learns from the gradient. On **recall** the only information is the symbol at step "
+    f"0, {T - 1} steps before the loss, with nothing at a shorter lag: a pure lag. Below, on "
+    "the same settings (recall, T, H and seed of the sidebar; batch 64, Adam lr 0.003), why "
+    "torch's default init cannot learn it, why the *adding* task can, what chrono "
+    "initialisation (Tallec & Ollivier 2018) changes, and the LSTM of 1997 without a forget "
+    f"gate. To watch it train: [the three LSTMs side by side on Compare]({compare_link}) "
+    "(recall, T = 100: default init, chrono init, forget bias 5 alone)."
+)
+
+st.subheader("The chicken and egg at torch's default init")
+st.latex(r"\frac{\partial L}{\partial b_f} = \sum_{t} \frac{\partial L}{\partial a^f_t},"
+         r"\qquad \frac{\partial \ell}{\partial a^f_t} = \frac{\partial \ell}{\partial c_t}"
+         r"\odot c_{t-1} \odot \sigma'(a^f_t)")
+st.caption("b_f enters the forget gate's pre-activation a^f_t at every step, so its gradient "
+           "is the sum of every step's. A step contributes only as much as the gradient "
+           "reaching its cell, ∂ℓ/∂c_t.")
+bg = bias_gradient(T, H, seed, "default")
+bg_chrono = bias_gradient(T, H, seed, "chrono")
+c = st.columns(4)
+metric(c[0], "‖∂ℓ/∂c₀‖ / ‖∂ℓ/∂c_T−1‖", ratio(bg["cell_ratio"]),
+       "At init, on the first training batch, float64: batch means of per-sequence norms.")
+metric(c[1], f"∂L/∂b_f from the last {purelag.SHORT_LAG} steps",
+       f"{bg['short_share']:.1%}",
+       f"‖Σ over lags < {purelag.SHORT_LAG} of ∂L/∂a^f_t‖ / ‖∂L/∂b_f‖; its cosine with "
+       f"∂L/∂b_f: {bg['short_cosine']:.5f}.")
+metric(c[2], f"… from lags ≥ {T // 2}", sci(bg["long_share"]),
+       "‖Σ over lags ≥ T/2 of ∂L/∂a^f_t‖ / ‖∂L/∂b_f‖: the part that could teach the gate to "
+       "keep anything for half the sequence.")
+metric(c[3], f"… from lags ≥ {T // 2}, chrono", sci(bg_chrono["long_share"]),
+       f"With chrono init: ‖∂ℓ/∂c₀‖ / ‖∂ℓ/∂c_T−1‖ = {sci(bg_chrono['cell_ratio'])}.")
+by_lag = pd.concat([
+    bg["by_lag"].assign(series="∂L/∂a^f_t, default init"),
+    bg_chrono["by_lag"].assign(series="∂L/∂a^f_t, chrono init"),
+], ignore_index=True)
+st.caption("Each step's contribution to the forget-gate bias's gradient, ‖∂L/∂a^f_t‖ (summed over "
+           "the batch), against its lag T−1−t: log axis. At lag T−1 (t = 0) it is exactly 0, "
+           "since f₀ multiplies c₋₁ = 0, and is not drawn.")
+st.altair_chart(charts.series_chart(by_lag, "lag", "contribution", "series",
+                                    "lag T−1−t (steps before the loss)", "‖∂L/∂a^f_t‖ (log)",
+                                    log_y=True),
+                key="explain_bias_by_lag")
+st.markdown(narrate.pure_lag_gradient_sentence(bg, bg_chrono, purelag.SHORT_LAG))
+
+st.subheader("What the first training steps do")
+runs = first_steps(T, H, seed)
+update = explain.first_update(bg, runs)
+frame = runs["runs"]
+st.caption(f"Three real trainings (core.train.Trainer: batch 64, Adam lr {runs['lr']:g}, H = {H}, "
+           f"seed {seed}, probed every {purelag.RUN_EVERY} steps) of {runs['steps']} steps each "
+           f"({runs['seconds']:.1f} s for the three here): the change of the forget-gate bias "
+           "b_f (b_ih + b_hh), averaged over units, since step 0.")
+st.altair_chart(charts.series_chart(frame, "step", "bf_change", "run", "training step",
+                                    "Δ mean b_f since step 0", points=True,
+                                    order=list(explain.FIRST_RUNS)),
+                key="explain_first_steps")
+rows = []
+for run in explain.FIRST_RUNS:
+    d = frame[frame["run"] == run].set_index("step")
+    first_metric, last_metric = runs["metrics"][run]
+    rows.append({"run": run,
+                 "mean b_f": f"{d['bf_mean'].iloc[0]:.3f} → {d['bf_mean'].iloc[-1]:.3f}",
+                 "mean f": f"{d['mean_f'].iloc[0]:.3f} → {d['mean_f'].iloc[-1]:.3f}",
+                 "f of the most open unit": f"{d['mean_f_max'].iloc[0]:.3f} → "
+                                            f"{d['mean_f_max'].iloc[-1]:.3f}",
+                 "gradient reach": f"{d['reach'].iloc[0]} → {d['reach'].iloc[-1]} / {T}",
+                 "held-out metric": f"{sci(first_metric)} → {sci(last_metric)} "
+                                     f"({runs['metric_names'][run]})"})
+st.table(pd.DataFrame(rows).set_index("run"))
+st.caption(f"Step 0 → step {runs['steps']}. Means over the sequence, units and the probe's "
+           "batch; the held-out metric on 256 sequences (recall: accuracy, chance "
+           f"{1 / make_task('recall', T).output_size:.3f}; adding: mean squared error, the "
+           f"baseline of a model that ignores its inputs {make_task('adding', T).baseline_loss:.3f}).")
+st.markdown(narrate.first_steps_sentence(update, frame, runs["metrics"], runs["metric_names"],
+                                         runs["lr"], runs["steps"], T))
+
+st.subheader("Why adding is learnable at default init")
+markers, marker_summary = marker_gradients(T, H, seed)
+st.caption("At init, for each of 128 sequences: the gradient reaching each informative input, "
+           "‖∂ℓ/∂x_t‖, relative to the gradient reaching the last input of the same sequence, "
+           "against the input's lag. Adding's first marker lies in the first half, its second "
+           "in the second half; recall's symbol is always at t = 0. Dashed: 1e-3, the gradient "
+           "reach's threshold.")
+st.altair_chart(charts.marker_chart(markers), key="explain_markers")
+st.markdown(narrate.marker_sentence(marker_summary, frame, runs["steps"]))
+
+st.subheader("What chrono's input-gate bias does, and the 1997 LSTM")
+st.latex(r"\text{chrono: } b_f = \log u,\ \ b_i = -\log u,\ \ u \sim U(1, T_{\max}-1)"
+         r"\quad\Rightarrow\quad f = \tfrac{u}{1+u},\ \ i = \tfrac{1}{1+u}")
+st.latex(r"\text{no forget gate (1997): } c_t = c_{t-1} + i_t \odot g_t = "
+         r"\sum_{s \le t} i_s \odot g_s")
+table, curves = cell_drift(T, H, seed)
+st.caption("At init, on 512 fresh recall sequences: the cell's root mean square over units and "
+           "sequences at each step t (log axis). One colour per variant.")
+st.altair_chart(charts.series_chart(curves[curves["t"] > 0], "t", "rms", "variant", "time step t",
+                                    "cell RMS (log)", log_y=True,
+                                    order=list(explain.DRIFT_VARIANTS), height=300),
+                key="explain_drift")
+st.table(pd.DataFrame({
+    "variant": table["variant"],
+    "mean f": table["mean_f"].map(lambda v: f"{v:.3f}"),
+    "mean i on distractors": table["i_distractors"].map(lambda v: f"{v:.3f}"),
+    "cell RMS at T−1": table["rms_end"].map(sci),
+    "saturated at T−1": table["saturated"].map(lambda v: f"{v:.0%}"),
+    "o·(1 − tanh² c) at T−1": table["dh_dc"].map(lambda v: f"{v:.3f}"),
+    "‖∂ℓ/∂c₀‖ / ‖∂ℓ/∂c_T−1‖": table["cell_ratio"].map(ratio),
+    "‖∂ℓ/∂x₀‖": table["dx0"].map(sci),
+}).set_index("variant"))
+st.caption(f"Saturated: |tanh c| > {purelag.SATURATED}. o·(1 − tanh² c): how much of the "
+           "output's gradient enters the cell at the last step (mean over units and sequences). "
+           f"The gradients: {purelag.GRAD_BATCH} sequences, float64, by autograd.")
+pure = shipped_pure_lag()
+sweep = pure.summary() if pure is not None else None
+st.markdown(narrate.input_gate_sentence(table, T, sweep))
+st.markdown(narrate.no_forget_gate_sentence(table, curves, purelag.NFG_REMEDY, sweep))
+
+st.subheader("The pure-lag law, measured over 120 trainings", anchor="pure-lag-law")
+if pure is None:
+    st.info("The shipped pure-lag sweep (core/measured/pure-lag) is not on this server.")
+else:
+    st.info(f"Not measured on this page: {pure.label()}. The page reads the sweep's results "
+            "file; every training can be re-run live from the [Sweep page](sweep#measured).",
+            icon=":material/science:")
+    st.altair_chart(charts.sweep_panels(sweep, pure.labels(), pure.order),
+                    key="explain_pure_lag_law")
+    st.caption("Recall, hidden 32, batch 64, Adam lr 0.003, up to 2000 steps, 3 seeds per "
+               "point: the share of seeds that solved it (held-out accuracy ≥ 0.99) with the "
+               "Wilson 95% interval; above a point, the median steps to solve.")
+    st.markdown(narrate.pure_lag_law_sentence(sweep, pure.labels(), pure.order))

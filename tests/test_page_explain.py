@@ -86,3 +86,59 @@ def test_explain_opens_with_the_answer_read_from_its_own_measurements(runs_dir):
     assert {h.proto.anchor for h in at.header} >= {"rnn", "lstm", "gru", "answers"}
     # the forget-gate and saturation tables are static tables: never clipped
     assert len(at.table) >= 2 and not at.dataframe
+
+
+def test_explain_shows_the_pure_lag_section_with_its_measurements(runs_dir):
+    """Section 5, at T = 25, H = 16: every number on screen is the measurement's (the same
+    functions called here), the shipped sweep is labelled with its command, and the Compare
+    link opens the pure-lag models."""
+    from core import explain, narrate
+    from core.explain import purelag
+    from core.measured import load_shipped
+
+    at = AppTest.from_file(page_path("explain"), default_timeout=90)
+    at.session_state["explain_T"] = 25
+    at.session_state["explain_H"] = 16
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "pure-lag" in {h.proto.anchor for h in at.header}
+    seed = explain.SEED
+    bg = explain.bias_gradient(25, 16, seed)
+    chrono = explain.bias_gradient(25, 16, seed, "chrono")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["‖∂ℓ/∂c₀‖ / ‖∂ℓ/∂c_T−1‖"] == narrate.sci(bg["cell_ratio"])
+    assert metrics[f"∂L/∂b_f from the last {purelag.SHORT_LAG} steps"] == f"{bg['short_share']:.1%}"
+    assert metrics["… from lags ≥ 12"] == narrate.sci(bg["long_share"])
+    assert metrics["… from lags ≥ 12, chrono"] == narrate.sci(chrono["long_share"])
+    texts = [m.value for m in at.markdown]
+    assert narrate.pure_lag_gradient_sentence(bg, chrono, purelag.SHORT_LAG) in texts
+    runs = explain.first_steps(25, 16, seed)
+    update = explain.first_update(bg, runs)
+    assert narrate.first_steps_sentence(update, runs["runs"], runs["metrics"],
+                                        runs["metric_names"], runs["lr"], runs["steps"],
+                                        25) in texts
+    _, markers = explain.marker_gradients(25, 16, seed)
+    assert narrate.marker_sentence(markers, runs["runs"], runs["steps"]) in texts
+    table, curves = explain.cell_drift(25, 16, seed)
+    sweep = load_shipped("pure-lag")
+    assert narrate.input_gate_sentence(table, 25, sweep.summary()) in texts
+    assert narrate.no_forget_gate_sentence(table, curves, purelag.NFG_REMEDY,
+                                           sweep.summary()) in texts
+    assert narrate.pure_lag_law_sentence(sweep.summary(), sweep.labels(), sweep.order) in texts
+    # the tables: the first steps (step 0 → end) and the cell of each variant
+    first = next(t.value for t in at.table if t.value.index.name == "run")
+    assert list(first.index) == list(explain.FIRST_RUNS)
+    row = runs["runs"][(runs["runs"]["run"] == "recall, chrono init")]
+    assert first.loc["recall, chrono init", "gradient reach"] == \
+        f"{row['reach'].iloc[0]} → {row['reach'].iloc[-1]} / 25"
+    cells = next(t.value for t in at.table if t.value.index.name == "variant")
+    assert list(cells.index) == list(explain.DRIFT_VARIANTS)
+    assert cells.loc["forget bias 5 alone (f only)", "cell RMS at T−1"] == \
+        narrate.sci(table.set_index("spec").loc["lstm:forget_bias=5", "rms_end"])
+    # the shipped law: labelled as measured by its command, not on this page
+    label = next(i.value for i in at.info if i.value.startswith("Not measured on this page"))
+    assert sweep.meta["command"] in label and sweep.meta["commit"][:7] in label
+    # a link that opens the three LSTMs on Compare
+    link = next(t for t in texts if "side by side on Compare" in t)
+    assert "compare?preset=Pure%20lag" in link and "lstm%20%28chrono%20init%29" in link
+    assert len(at.get("vega_lite_chart")) >= 7     # 2 in sections 1-2, 5 here

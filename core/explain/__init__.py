@@ -12,7 +12,11 @@ nothing is simulated, fitted or hard-coded. By concern:
 * :mod:`core.explain.learner`: the learner's own run, first probe against latest and
   trained weights against step 0;
 * :mod:`core.explain.claims`: the three answers of the original question decided on
-  those numbers.
+  those numbers;
+* :mod:`core.explain.purelag`: a pure lag (recall), when the forget gate cannot learn to
+  open: the forget-gate bias's gradient by lag, the first training steps, the gradient
+  reaching adding's markers, the cell's drift with and without input-gate bias (and the
+  tools of bench/pure_lag.py).
 
 The words that read them are in :mod:`core.narrate`. The public names are
 re-exported here: ``from core import explain; explain.rnn_facts(...)``.
@@ -36,6 +40,15 @@ from core.explain.jacobians import (
     state_jacobians,
     untrained_model,
 )
+from core.explain.purelag import (
+    DRIFT_VARIANTS,
+    FIRST_RUNS,
+    bias_gradient,
+    cell_drift,
+    first_steps,
+    first_update,
+    marker_gradients,
+)
 from core.explain.learner import TRAINED_BUDGET, pick_run, probed_runs, run_story, trained_vs_init
 from core.explain.mechanisms import (
     FORGET_VARIANTS,
@@ -53,9 +66,10 @@ from core.explain.mechanisms import (
 )
 
 __all__ = [
-    "DATA_SEED_OFFSET", "FORGET_VARIANTS", "GRU_Z_BIAS", "HIDDEN", "JAC_BATCH", "PROBE_BATCH",
+    "DATA_SEED_OFFSET", "DRIFT_VARIANTS", "FIRST_RUNS", "FORGET_VARIANTS", "GRU_Z_BIAS", "HIDDEN", "JAC_BATCH", "PROBE_BATCH",
     "SATURATION_BIAS", "SATURATION_SCALE", "SATURATION_VARIANTS", "SEED", "SEQ_LEN", "TASK",
-    "TRAINED_BUDGET", "claim_evidence", "decay_curves", "direct_path_gain", "forget_gate_gain",
+    "TRAINED_BUDGET", "bias_gradient", "cell_drift", "claim_evidence", "decay_curves",
+    "direct_path_gain", "first_steps", "first_update", "forget_gate_gain", "marker_gradients",
     "gate_values", "gru_facts", "jacobian_norms", "lstm_facts", "one_thread", "per_step_factor",
     "pick_run", "probed_runs", "rnn_facts", "run_story", "sample_batch", "saturation_effect",
     "spectral_norms", "state_jacobians", "trained_vs_init", "untrained_model",
