@@ -54,8 +54,8 @@ PRESETS: dict[str, dict] = {
 PURE_LAG = dict(task="recall", seq_len=100, arch="lstm", hidden_size=32, batch_size=64,
                 lr=0.003, steps=1000, seed=0, probe_every=25, eval_every=25, eval_size=500)
 PURE_LAG_DEFAULT = "Pure lag, T = 100: LSTM at torch's default init"
-PURE_LAG_CHRONO = "… with chrono init"
-PURE_LAG_F_ONLY = "… with forget bias 5 alone (f only)"
+PURE_LAG_CHRONO = "Pure lag, T = 100: LSTM with chrono init"
+PURE_LAG_F_ONLY = "Pure lag, T = 100: LSTM with forget bias 5 alone (f only)"
 PRESETS.update({
     PURE_LAG_DEFAULT: dict(PURE_LAG),
     # Tallec & Ollivier 2018: b_f = log u, b_i = −log u, u ~ U(1, 99) per unit.

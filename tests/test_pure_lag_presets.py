@@ -90,7 +90,7 @@ def test_chrono_beats_the_default_init_on_a_short_pure_lag_within_a_small_budget
 
 
 def test_the_chrono_preset_solves_its_pure_lag_within_its_budget():
-    """'… with chrono init' at T = 100: solved within its 1000 steps (seed 0: step 425)."""
+    """'Pure lag, T = 100: LSTM with chrono init': solved within its 1000 steps (seed 0: step 425)."""
     config = preset_config(PURE_LAG_CHRONO).replace(stop_when_solved=True, probe_every=0,
                                                     threads=1)
     trainer = Trainer(config)
