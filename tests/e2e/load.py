@@ -566,7 +566,8 @@ class Session:
 
 
 def open_sessions(browser, server, n: int, config: dict, timeout: float = 120.0) -> list[Session]:
-    """``n`` contexts on /train?<config>, each ready to press Train."""
+    """``n`` contexts on /train?<config> (session i with seed + i: n distinct trainings),
+    each ready to press Train."""
     sessions = []
     for i in range(n):
         ctx = browser.new_context(viewport=h.VIEWPORT)
@@ -576,7 +577,10 @@ def open_sessions(browser, server, n: int, config: dict, timeout: float = 120.0)
         s = Session(i, ctx, pg)
         pg.on("pageerror", lambda exc, s=s: s.page_errors.append(str(exc)))
         sessions.append(s)
-        pg.goto(h.url_for(server, "train", config), wait_until="domcontentloaded",
+        # A seed of its own per session: identical configs now share one training (issue
+        # 18), and this test is about N trainings, the slots and their queue.
+        pg.goto(h.url_for(server, "train", dict(config, seed=config.get("seed", 0) + i)),
+                wait_until="domcontentloaded",
                 timeout=timeout * 1000)
     for s in sessions:  # all pages load in parallel; wait for each in turn
         btn = h.train_button(s.page)
