@@ -16,7 +16,6 @@ browsers", says what each figure means.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from loadtest import run_sync
 from loadtest import scenario as sc_mod
 from loadtest.browser import BrowserPage
 from loadtest.client import Session
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
             server.start(timeout=120)
             print(f"[loadtest] streamlit pid {server.pid} on {server.url}; runs in {server.runs_dir}")
         t = time.monotonic()
-        asyncio.run(warm_up(server.url, a.warmup_path or sc.path_for(0),
+        run_sync(warm_up(server.url, a.warmup_path or sc.path_for(0),
                             a.press if a.warmup_path else None, a.until, a.open_timeout))
         figures["warm_up_s"] = round(time.monotonic() - t, 1)
         baseline = browser_load.settle(server) if server.pid else None
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
                                every_s=a.click_every).start()
         sampler = browser_load.TreeSampler(server.pid).start() if server.pid else None
         try:
-            result, sessions = asyncio.run(sc_mod.run(
+            result, sessions = run_sync(sc_mod.run(
                 server.url, sc, before_press=page.wait_ready if page else None,
                 after_press=page.press if page else None))
         finally:

@@ -12,6 +12,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.NumberInput_pb2 import NumberInput
 from streamlit.proto.Slider_pb2 import Slider
 
+from loadtest import run_sync
 from loadtest import protocol as p
 from loadtest.client import Session, _cookie
 from loadtest.scenario import spread
@@ -351,7 +352,7 @@ def test_session_presses_a_button_with_the_whole_widget_state():
         assert f["first_chart_s"] is not None and f["new_charts_max"] == 1  # (0, 3) was there before
         assert f["until_s"] is not None and f["until_text"] == "Status: finished"
         assert f["msgs"] == 8 + 5 and f["sent"] == {"rerun": 2}
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_first_rerun_names_the_page_by_its_path():
@@ -361,7 +362,7 @@ def test_first_rerun_names_the_page_by_its_path():
         await s._send_rerun()
         cs = ws.sent[0].rerun_script
         assert (cs.page_name, cs.page_script_hash, cs.query_string) == ("compare", "", "x=1")
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_fragment_timers_send_auto_reruns_until_a_whole_run():
@@ -380,7 +381,7 @@ def test_fragment_timers_send_auto_reruns_until_a_whole_run():
         await asyncio.sleep(0.12)
         assert len(ws.sent) == n
         await s.close()
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_click_waits_for_the_answering_chart():
@@ -401,7 +402,7 @@ def test_click_waits_for_the_answering_chart():
         assert took is not None and 0.05 <= took < 5
         assert ws.sent[-1].rerun_script.fragment_id == "F"  # the toggle is in the fragment
         assert s.value("Log-scale loss") is True
-    asyncio.run(scenario())
+    run_sync(scenario())
 
 
 def test_errors_and_refused_deltas_are_counted():
@@ -457,4 +458,23 @@ def test_widget_states_are_dropped_a_frame_after_a_run_with_the_page_as_it_is_th
         feed(s, new_session("r4"), at(element("heading", body="Train"), 0, 0), finished("r4"))
         await asyncio.sleep(0.05)
         assert "log" not in s.widgets.states and "seed" not in s.widgets.states
-    asyncio.run(scenario())
+    run_sync(scenario())
+
+
+def test_run_sync_works_inside_a_running_event_loop():
+    """Once a Playwright test has run, pytest's main thread has a running event loop, where
+    asyncio.run() refuses: run_sync then runs the coroutine in a thread of its own."""
+    async def answer():
+        return 42
+
+    async def boom():
+        raise ValueError("from the coroutine")
+
+    async def outer():
+        assert run_sync(answer()) == 42
+        with pytest.raises(ValueError, match="from the coroutine"):
+            run_sync(boom())
+        return True
+
+    assert run_sync(outer()) is True  # inside outer() a loop is running, whatever ran before
+    assert run_sync(answer()) == 42

@@ -22,7 +22,6 @@ No browser here: a server only (marked ``slow``: it trains).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from urllib.parse import parse_qs, urlencode
@@ -31,6 +30,7 @@ import pytest
 from harness import TINY, AppServer
 from load import after_close, read_trace, settle, thread_pool_peaks, thread_problems
 
+from loadtest import run_sync
 from loadtest.__main__ import format_table, warm_up
 from loadtest.client import Session
 from loadtest.scenario import Scenario, run
@@ -63,13 +63,13 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def load(server):
-    asyncio.run(warm_up(server.url, TRAIN_PATH + "&steps=20&seed=99", "Train", STATUS, 240))
+    run_sync(warm_up(server.url, TRAIN_PATH + "&steps=20&seed=99", "Train", STATUS, 240))
     baseline = settle(server, spares=SPARES)
     before = server.run_ids()
     sc = Scenario(path=TRAIN_PATH, sessions=N, press="Train", until=STATUS, finish_timeout=300,
                   click="Log-scale loss", click_chart=r"train \(smoothed\)",
                   click_answer=r"loss \(log\)", click_rounds=2, click_every_s=1.0)
-    figures, sessions = asyncio.run(run(server.url, sc))
+    figures, sessions = run_sync(run(server.url, sc))
     figures["baseline"] = baseline
     figures["after_close"] = after_close(server, GRACE_S, spares=SPARES)
     figures["thread_pool_peak"] = thread_pool_peaks(read_trace(server.trace))
@@ -141,7 +141,7 @@ def test_widget_states_sent_are_what_the_server_reads(server, load):
             await s.close()
         return run_id
 
-    run_id = asyncio.run(scenario())
+    run_id = run_sync(scenario())
     config = json.loads((server.runs_dir / run_id / "config.json").read_text())
     assert (config["arch"], config["seed"], config["clip"]) == ("gru", 5, 1.0), config
 
@@ -152,7 +152,7 @@ def test_compare_two_models_in_two_sessions(server, load):
     before = server.run_ids()
     sc = Scenario(path="/compare?" + urlencode(params), sessions=2, press="Train together",
                   until=STATUS, set_values=(("Models", "rnn_tanh,lstm"),), finish_timeout=300)
-    figures, sessions = asyncio.run(run(server.url, sc))
+    figures, sessions = run_sync(run(server.url, sc))
     assert figures["failures"] == {} and figures["sessions_done"] == 2, figures["failures"]
     for s in sessions:
         assert s.new_charts_max >= 1 and not (s.errors or s.client_errors or s.disconnects), s.describe()
