@@ -77,7 +77,7 @@ from collections.abc import Sequence
 from core import settings
 from core.config import TrainConfig
 from core.executors import BackendError, cluster_import_error
-from core.jobs import INTERACTIVE, Slots
+from core.scheduling import INTERACTIVE, Slots
 from core.train import EndRecord
 
 #: Seconds the task's watcher waits on the stop Event per long poll.
