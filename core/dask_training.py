@@ -60,6 +60,11 @@ on the cluster (another server, or a sweep, uses its threads): the job stays
 
 The workers must import this project: run ``dask scheduler`` and ``dask worker`` with
 it on ``PYTHONPATH`` (the error says so: :func:`core.executors.cluster_import_error`).
+
+Why one file of ~640 lines: the cluster side (the task that trains on a worker and
+sends its records) and the server side (the relay that receives them, the stop event,
+the lost-worker rule) speak one message protocol defined here; kept together so the two
+ends of each message are read side by side.
 """
 
 from __future__ import annotations

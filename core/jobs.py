@@ -28,6 +28,12 @@ that job, and one already finished to the stored run (:meth:`JobRegistry.train_o
 Such a run belongs to no one session: Stop leaves it to the others while anyone
 else watches it (:meth:`JobRegistry.stop_or_leave`), and it may not be deleted
 while another session watches it or once it is shared (:meth:`JobRegistry.delete_refusal`).
+
+Why one file of ~600 lines: a run's whole life in the server (started, relayed from a
+thread, a child process or a cluster, attached to by other sessions, stopped, released)
+is one state machine; TrainingJob and JobRegistry hold each other's invariants (who may
+stop, who watches), and splitting them would spread one lock's rules over two files.
+The slots and the wait estimate, which stand alone, are in core/scheduling.py.
 """
 
 from __future__ import annotations

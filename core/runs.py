@@ -24,6 +24,9 @@ carries in status.json its ``identity`` (configs + code + numerics) and ``group`
 identity finds it (:meth:`RunStore.find_identical`) instead of training it again;
 once a run has been handed to more than one session it is ``shared``, and
 :meth:`RunStore.delete` refuses it (see :func:`shared_refusal`).
+
+Why one file of ~470 lines: the run format (its files, atomic writes, statuses) and the
+store that lists, opens and deletes runs are one contract with the disk.
 """
 
 from __future__ import annotations
