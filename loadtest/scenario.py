@@ -125,6 +125,19 @@ async def _clicker(s: Session, sc: Scenario) -> None:
 
 
 CLICK_TIMEOUT_S = 30.0  # a click not answered by then counts as unanswered
+PROGRESS_EVERY_S = 30.0
+
+
+async def _progress(sessions: list[Session], sc: Scenario, log) -> None:
+    """Every ``PROGRESS_EVERY_S``: how many sessions are done, and what the first one
+    that is not shows."""
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY_S)
+        waiting = [s for s in sessions if not sc.done(s)]
+        if not waiting:
+            return
+        log(f"[loadtest] {len(sessions) - len(waiting)}/{len(sessions)} done; waiting for "
+            f"{[s.index for s in waiting][:20]}; session {waiting[0].index}: {waiting[0].describe(300)}")
 
 
 async def run(base_url: str, sc: Scenario, *, before_press=None, after_press=None,
@@ -167,6 +180,7 @@ async def run(base_url: str, sc: Scenario, *, before_press=None, after_press=Non
                 + (f"{sc.until!r}" if sc.until else "a first chart"))
             if sc.click and sc.click_rounds:
                 clickers = [loop.create_task(_clicker(s, sc)) for s in pressed]
+            clickers.append(loop.create_task(_progress(pressed, sc, log)))
             waits = await asyncio.gather(
                 *(s.wait_for(lambda s=s: sc.done(s), sc.finish_timeout,
                              f"{sc.until!r}" if sc.until else "a first chart") for s in pressed),
