@@ -15,7 +15,7 @@ browsers"):
 * the widget states the driver sends are what the server reads: a number input, a
   selectbox and a checkbox set through the protocol end up in the run's config.json;
 * /compare: two sessions pick two models in the "Models" multiselect and press "Train
-  together"; both runs of each train and are shown finished.
+  together"; the two models' runs train and both pages show them finished.
 
 No browser here: a server only (marked ``slow``: it trains).
 """
@@ -159,5 +159,7 @@ def test_compare_two_models_in_two_sessions(server, load):
         assert s.value("Models") == ["rnn_tanh", "lstm"], s.value("Models")
     new = server.run_ids() - before
     archs = sorted(json.loads((server.runs_dir / r / "config.json").read_text())["arch"] for r in new)
-    assert archs == ["lstm", "lstm", "rnn_tanh", "rnn_tanh"], archs
+    # Both sessions pressed the same pair: trained once (identical runs are shared) or,
+    # without that, once per session; either way the two models, and nothing else.
+    assert set(archs) == {"lstm", "rnn_tanh"} and len(archs) in (2, 4), archs
     assert {server.run_status(r).get("status") for r in new} == {"finished"}
