@@ -37,10 +37,13 @@ poll per second on the scheduler) and calls ``Trainer.stop()``, which the traine
 checks between steps. A job stopped before a worker took its task cancels the task.
 
 **At most one attempt**: Dask re-runs the tasks of a lost worker elsewhere (up to
-``distributed.scheduler.allowed-failures`` times). The task sets the Event
-``<key>-started`` first and a second attempt finds it set and returns without
-training, so a lost worker never silently restarts a training from step 0 (no retry
-storm); ``retries=0`` for errors.
+``distributed.scheduler.allowed-failures`` times). The server puts one ticket in a
+``distributed.Queue`` of the job before submitting it; an attempt takes what the queue
+holds (``get(batch=True)``: one atomic step on the scheduler, where checking a flag and
+then setting it would be two) and trains only if it got the ticket, so a lost worker
+never silently restarts a training from step 0 (no retry storm); ``retries=0`` for
+errors. A lost worker's job also sets its stop Event, for a worker the scheduler gave up
+on that is still training, and the task checks that Event once more after its warm-up.
 
 **Lost worker**: the scheduler's ``remove-worker`` event (topic ``all``) names the tasks
 that were running there; the job's runs end ``interrupted`` with every record relayed
@@ -70,14 +73,19 @@ ends of each message are read side by side.
 from __future__ import annotations
 
 import atexit
+import collections
+import json
 import os
 import pickle
 import queue
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from core import settings
 from core.config import TrainConfig
@@ -89,7 +97,8 @@ from core.train import EndRecord
 STOP_POLL_S = 1.0
 #: Seconds the relay waits for the task's last messages once its future has ended.
 TRAILING_S = 5.0
-#: The status message of a job submitted to the cluster that no worker has started yet.
+#: The status messages of a job submitted to the cluster that no worker has started yet:
+#: first (status "running"), then once it has waited QUEUED_AFTER_S (status "queued").
 STARTING = "Starting on the Dask cluster ({address})…"
 QUEUED_ON_CLUSTER = ("Queued on the Dask cluster ({address}): submitted {waited} s ago, waiting "
                      "for one of its {threads} worker thread{s} (all busy, also with work from "
@@ -110,6 +119,13 @@ def worker_facts() -> dict:
             "host": socket.gethostname()}
 
 
+def running_trainings(dask_worker) -> list[str]:
+    """On a worker (``Client.run(running_trainings)``): the training tasks its threads are
+    running, also those the scheduler has cancelled (Dask cannot interrupt a thread: a
+    cancelled task runs on until it returns)."""
+    return [str(k) for k in dask_worker.state.executing if str(k).startswith("rnnlab-train-")]
+
+
 def _nice_this_thread(nice: int) -> None:
     """Lower this thread's priority (Linux: niceness is per thread), so that a LocalCluster
     on the server's machine yields to the pages, as training processes do; the worker's
@@ -128,10 +144,10 @@ def train_task(spec: dict) -> dict:
     """The task: train ``spec["configs"]`` in lockstep on this worker, sending the records
     as numbered batches to the server's topic; returns the final weights.
 
-    ``spec``: key, topic, configs (dicts), code (the server's code version), stop and
-    started (Event names), nice. Sends ``started``, ``records`` ..., ``done``; or one
-    ``refused`` (a second attempt, other code, stopped before it started)."""
-    from distributed import Event, get_worker
+    ``spec``: key, topic, configs (dicts), code (the server's code version), stop (an
+    Event's name), ticket (a Queue's name), nice. Sends ``started``, ``records`` ...,
+    ``done``; or one ``refused`` (no ticket, other code, stopped before it started)."""
+    from distributed import Event, Queue, get_worker
 
     from core import identity
     from core.executors import prepare_worker
@@ -144,13 +160,16 @@ def train_task(spec: dict) -> dict:
     def send(kind: str, **fields) -> None:
         worker.log_event(topic, {"job": key, "kind": kind, **fields})
 
-    started = Event(spec["started"])
-    if started.is_set():
+    ticket = Queue(spec["ticket"])
+    try:
+        mine = ticket.get(batch=True)  # atomic: of two attempts, one gets it
+    finally:
+        ticket.close()
+    if not mine:
         send("refused", status="interrupted", message=(
             "the Dask worker training it was lost and Dask started it again elsewhere; it is "
             "not trained twice. Press Train to train it again"))
         return {"status": "refused"}
-    started.set()
     stop = Event(spec["stop"])
     if stop.is_set():
         send("refused", status="stopped", message="stopped before a worker started it")
@@ -167,6 +186,9 @@ def train_task(spec: dict) -> dict:
     warm_up()
     _nice_this_thread(spec.get("nice", 0))
     trainers = [Trainer(TrainConfig.from_dict(d)) for d in spec["configs"]]
+    if stop.is_set():  # stopped during the warm-up (seconds on a fresh worker)
+        for t in trainers:
+            t.stop()
     done = threading.Event()
 
     def watch_stop() -> None:
@@ -184,7 +206,8 @@ def train_task(spec: dict) -> dict:
 
     def send_batch(batch: list) -> None:
         nonlocal seq
-        send("records", seq=seq, data=pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        send("records", seq=seq, t=time.time(),
+             data=pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
         seq += 1
 
     batcher = Batcher(send_batch)
@@ -206,16 +229,19 @@ class Cluster:
     when the setting is ``local``), one record topic, the workers' threads and facts."""
 
     def __init__(self, setting: str, connect_timeout: str = "10s"):
-        from core.executors import connect, import_dask, local_cluster
+        from core.executors import connect
 
-        _, distributed = import_dask()
         self.setting = setting
-        self.local = None
+        self.local: LocalClusterProcess | None = None
         if setting == "local":
             n = settings.get("RNNLAB_MAX_TRAININGS")
-            self.local = local_cluster(n)
-            self.client = distributed.Client(self.local, set_as_default=False)
-            self.client.wait_for_workers(n, timeout=120)
+            self.local = LocalClusterProcess(n)
+            try:
+                self.client = connect(self.local.address, connect_timeout)
+                self.client.wait_for_workers(n, timeout=120)
+            except BaseException:
+                self.local.close()
+                raise
         else:
             self.client = connect(setting, connect_timeout, hint=(
                 "or set RNNLAB_DASK_SCHEDULER=local for a cluster on this machine"))
@@ -231,8 +257,8 @@ class Cluster:
         except BackendError:
             self.close()
             raise
-        self.client.subscribe_topic(self.topic, self._on_record)
-        self.client.subscribe_topic("all", self._on_cluster_event)
+        self._subscribed_on = None
+        self.subscribe()
 
     def __repr__(self) -> str:
         kind = "LocalCluster" if self.local is not None else "cluster"
@@ -269,6 +295,16 @@ class Cluster:
         return {"dask workers": [distinct[k] for k in sorted(distinct)]}
 
     # ------------------------------------------------------------ events
+
+    def subscribe(self) -> None:
+        """Subscribe to the records' topic and the cluster's events, again after the client
+        reconnected (the scheduler forgets a client's subscriptions with the client)."""
+        comm = self.client.scheduler_comm
+        if comm is not None and comm is self._subscribed_on:
+            return
+        self._subscribed_on = comm
+        self.client.subscribe_topic(self.topic, self._on_record)
+        self.client.subscribe_topic("all", self._on_cluster_event)
 
     def register(self, key: str) -> queue.SimpleQueue:
         box: queue.SimpleQueue = queue.SimpleQueue()
@@ -336,6 +372,71 @@ class Cluster:
         finally:
             if self.local is not None:
                 self.local.close()
+
+
+class LocalClusterProcess:
+    """``RNNLAB_DASK_SCHEDULER=local``: a LocalCluster (scheduler and ``workers`` single-
+    threaded worker processes) in a child process of its own, ``python -m
+    core.dask_training --local-cluster N``, not in the server. A nanny starts a dead worker
+    again with multiprocessing's *spawn*, which re-runs the parent's ``__main__``: in the
+    server that is a Streamlit page (measured: the restart failed with multiprocessing's
+    bootstrap error), in the child it is this module, guarded. The server also keeps only
+    the relay: the scheduler's CPU is not its own. The child ends its cluster when its
+    stdin closes (the server closed it, or died)."""
+
+    def __init__(self, workers: int, timeout: float = 180.0):
+        root = Path(__file__).resolve().parents[1]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "core.dask_training", "--local-cluster", str(workers)],
+            cwd=str(root), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        self._stderr: list[str] = []
+        threading.Thread(target=self._drain, name="rnnlab-dask-local-stderr",
+                         daemon=True).start()
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()),
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout)
+        try:
+            self.address = json.loads(line[0])["address"] if line and line[0] else None
+        except ValueError:
+            self.address = None
+        if self.address is None:
+            self.close()
+            tail = "".join(self._stderr[-5:]).strip()
+            raise BackendError(f"the local Dask cluster did not start: {tail or 'no address'}")
+
+    def _drain(self) -> None:
+        for text in self.proc.stderr:
+            self._stderr = (self._stderr + [text])[-20:]
+
+    def close(self, timeout: float = 30.0) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _serve_local_cluster(workers: int) -> int:
+    """The child of :class:`LocalClusterProcess`: start the cluster, say its address on
+    stdout, keep it until stdin ends."""
+    from core.executors import local_cluster
+
+    cluster = local_cluster(workers)
+    try:
+        print(json.dumps({"address": cluster.scheduler_address}), flush=True)
+        sys.stdin.read()
+    finally:
+        cluster.close()
+    return 0
 
 
 _lock = threading.Lock()
@@ -453,13 +554,16 @@ class Relay:
         self.seq = 0  # the next batch number expected
         self.lost_batches = 0
         self.future = None
+        # Seconds from a batch sent on the worker to it applied here (one clock only when
+        # they share a machine: a benchmark's figure, bench/dask_training.py).
+        self.lags: collections.deque[float] = collections.deque(maxlen=10_000)
 
     def stop(self) -> None:
         self._stop.set()
         self.inbox.put({"kind": "wake"})
 
     def run(self) -> None:
-        from distributed import Event
+        from distributed import Event, Queue
 
         from core.identity import code_version
 
@@ -468,11 +572,13 @@ class Relay:
             self._stop.set()
         spec = {"key": self.key, "topic": self.c.topic,
                 "configs": [r.config.to_dict() for r in job.runs], "code": code_version(),
-                "stop": f"{self.key}-stop", "started": f"{self.key}-started",
+                "stop": f"{self.key}-stop", "ticket": f"{self.key}-ticket",
                 "nice": settings.get("RNNLAB_WORKER_NICE") if self.c.local is not None else 0}
-        self._events = (Event(spec["stop"], client=self.c.client),
-                        Event(spec["started"], client=self.c.client))
+        self._stop_event = Event(spec["stop"], client=self.c.client)
+        ticket = Queue(spec["ticket"], client=self.c.client)
+        ticket.put("ticket")
         submitted = time.monotonic()
+        self.c.subscribe()
         try:
             self.future = self.c.client.submit(
                 train_task, spec, key=self.key, pure=False, retries=0,
@@ -480,6 +586,10 @@ class Relay:
             self._relay(submitted)
         finally:
             self.c.unregister(self.key)
+            try:
+                ticket.close()  # the scheduler drops the queue once its last handle closes
+            except Exception:  # noqa: BLE001 - best effort
+                pass
 
     # ------------------------------------------------------------ the loop
 
@@ -494,7 +604,7 @@ class Relay:
                 msg = None
             if self._stop.is_set() and not stop_sent:
                 stop_sent = True
-                self._events[0].set()
+                self._stop_event.set()
                 if not self.started:
                     self.future.cancel()
                     self._end_all("stopped", "stopped before a worker of the Dask cluster "
@@ -516,6 +626,7 @@ class Relay:
                     return
                 elif kind == "lost" and self.started:
                     self.future.cancel()
+                    self._stop_event.set()  # in case the worker is not dead, only cut off
                     self._end_all("interrupted", (
                         f"the Dask worker training this run ({msg.get('worker')}) was lost; the "
                         "records up to then are kept. Press Train to train it again"))
@@ -546,6 +657,8 @@ class Relay:
         for i, record in pickle.loads(msg["data"]):  # our own task's records
             self.job._on_record(i, record)
         self.seq = seq + 1
+        if "t" in msg:
+            self.lags.append(time.time() - msg["t"])
 
     def _fill(self, upto: int) -> None:
         """Apply batches self.seq … upto-1 that did not arrive, from the scheduler's copy."""
@@ -564,11 +677,15 @@ class Relay:
                 r.data.update_status(lost_batches=self.lost_batches)
 
     def _note_queued(self, submitted: float) -> None:
+        """Before a worker has started the task: "running" at first (it holds a cluster slot,
+        and a free worker starts it within a fraction of a second: a live page keeps its
+        1 s refresh), then "queued", saying that it waits on the cluster."""
         n, waited = self.c.threads(), time.monotonic() - submitted
-        text = (STARTING if waited < QUEUED_AFTER_S else QUEUED_ON_CLUSTER).format(
+        queued = waited >= QUEUED_AFTER_S
+        text = (QUEUED_ON_CLUSTER if queued else STARTING).format(
             address=self.c.address, waited=round(waited), threads=n, s="s" if n != 1 else "")
         for r in self.job.runs:
-            r.data.update_status(message=text)
+            r.data.update_status(status="queued" if queued else "running", message=text)
 
     # ------------------------------------------------------------ endings
 
@@ -586,7 +703,7 @@ class Relay:
                 self._end(r, "interrupted", "the training's last records did not arrive")
             elif r.writer is not None:
                 r.writer.flush()
-        self._clear_events()
+        self._clear_stop()
 
     def _ended_without_done(self) -> None:
         f = self.future
@@ -612,12 +729,17 @@ class Relay:
         st = run.data.status_copy()
         self.job._emit(run, EndRecord(status, st.get("step", 0), st.get("wall_s", 0.0), message))
 
-    def _clear_events(self) -> None:
-        """A finished task can never run again: free its Events on the scheduler (an
-        Event is dropped once cleared with nobody waiting). After a stop or a loss they
-        stay set, so an attempt still under way sees them."""
-        for e in self._events:
-            try:
-                e.clear()
-            except Exception:  # noqa: BLE001 - best effort
-                pass
+    def _clear_stop(self) -> None:
+        """A finished task can never run again: free its stop Event on the scheduler (an
+        Event is dropped once cleared with nobody waiting). After a stop or a loss it
+        stays set (a few hundred bytes), so an attempt still under way sees it."""
+        try:
+            self._stop_event.clear()
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--local-cluster"] and len(sys.argv) == 3:
+        sys.exit(_serve_local_cluster(int(sys.argv[2])))
+    sys.exit("usage: python -m core.dask_training --local-cluster WORKERS")

@@ -265,7 +265,9 @@ def connect(address: str, timeout: str = "10s", hint: str = ""):
 def local_cluster(workers: int):
     """A LocalCluster of ``workers`` single-threaded worker processes on 127.0.0.1, started
     with the pitfalls above handled: no nanny ``MALLOC_TRIM_THRESHOLD_`` and a bare
-    ``__main__`` while the workers spawn."""
+    ``__main__`` while the workers spawn. (A nanny that starts a dead worker again later
+    spawns it with whatever ``__main__`` is then: core.dask_training therefore runs the
+    app's LocalCluster in a process of its own.)"""
     dask, distributed = import_dask()
     # Remove the nanny's MALLOC_TRIM_THRESHOLD_ (torch ran 2-2.5x slower with it).
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":

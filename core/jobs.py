@@ -291,7 +291,7 @@ class TrainingJob(Background):
             self.wait = None
             for r in self.runs:
                 r.data.update_status(message="", wait_s=None)
-                if self.mode != "dask":  # on a cluster: "running" once a worker starts it
+                if self.mode != "dask":  # on a cluster: its relay says (core.dask_training)
                     r.data.set_status("running")
             if self.mode == "process":
                 self._train_in_process()

@@ -222,6 +222,8 @@ class WorkerPool:
         return w or Worker()
 
     def _refill(self) -> None:
+        if settings.get("RNNLAB_DASK_SCHEDULER"):
+            return  # the app's trainings run on the cluster (core.dask_training): no spares
         # Reserve the places under the lock, so two refills at once start one spare, not two.
         with self._lock:
             missing = max(0, self.spares - len(self._idle) - self._starting)

@@ -64,7 +64,67 @@ def test_process_mode_becomes_dask_when_a_cluster_is_set(monkeypatch):
 def test_an_import_error_on_the_cluster_says_to_set_pythonpath():
     message = cluster_import_error(ModuleNotFoundError("No module named 'core'"))
     assert "PYTHONPATH=" in message and "dask worker" in message
+    # Client.run hands the worker's error back wrapped in a bare Exception.
+    assert "PYTHONPATH=" in cluster_import_error(
+        Exception("ModuleNotFoundError(\"No module named 'core'\")"))
     assert cluster_import_error(ValueError("something else")) is None
+
+
+def test_no_spare_training_processes_while_trainings_run_on_a_cluster(monkeypatch):
+    from core.worker import WorkerPool
+
+    monkeypatch.setenv("RNNLAB_DASK_SCHEDULER", "tcp://127.0.0.1:8786")
+    pool = WorkerPool(spares=1)
+    pool.prestart()
+    assert pool._idle == [] and pool._starting == 0
+
+
+class _FakeCluster:
+    """What a Relay needs of a Cluster, with the scheduler's copy of the topic in hand."""
+
+    topic, address = "t", "tcp://fake:1"
+
+    def __init__(self, kept: dict[int, dict]):
+        self.kept = kept
+
+    def register(self, key):
+        import queue
+
+        return queue.SimpleQueue()
+
+    def missed(self, key, seqs):
+        return {s: self.kept[s] for s in seqs if s in self.kept}
+
+    def threads(self):
+        return 0
+
+
+def _batch(seq: int, step: int) -> dict:
+    import pickle
+
+    from core.train import StepRecord
+
+    return {"job": "k", "kind": "records", "seq": seq, "t": time.time(),
+            "data": pickle.dumps([(0, StepRecord(step, 1.0, 0.0, 0.5, 0.01))])}
+
+
+def test_a_gap_in_the_batches_is_filled_from_the_schedulers_copy_or_reported():
+    job = TrainingJob([TINY], slots=None)
+    kept = {1: _batch(1, 1)}  # batch 2 is gone from the scheduler's copy too
+    relay = dask_training.Relay(_FakeCluster(kept), job)
+    relay._records(_batch(0, 0))
+    relay._records(_batch(3, 3))  # 1 and 2 never arrived
+    relay._records(_batch(1, 1))  # a late duplicate is ignored
+    assert job.runs[0].data.table("metrics")["step"].tolist() == [0, 1, 3]
+    assert relay.lost_batches == 1 and job.runs[0].data.status_copy()["lost_batches"] == 1
+    assert relay.seq == 4 and len(relay.lags) == 2  # timed: the batches that came live
+
+
+def test_a_cluster_without_workers_queues_without_an_estimate(monkeypatch):
+    monkeypatch.setattr(dask_training, "_cluster", None)
+    slots = dask_training.ClusterSlots()
+    assert slots.capacity == 0 and slots.estimate_wait(object()) is None
+    assert slots.where() == " on the Dask cluster (no workers connected yet)"
 
 
 # ---------------------------------------------------------------- a LocalCluster
@@ -94,6 +154,15 @@ def _wait(predicate, timeout=120.0, every=0.05):
             return True
         time.sleep(every)
     return False
+
+
+def _nothing_of_ours_running(cluster, timeout=15.0) -> bool:
+    """No worker thread runs a training: what the scheduler says and what the workers do."""
+    def idle():
+        processing = [k for ks in cluster.client.processing().values() for k in ks
+                      if k.startswith("rnnlab-train-")]
+        return not processing and not any(cluster.client.run(dask_training.running_trainings).values())
+    return _wait(idle, timeout, every=0.5)
 
 
 def _table_bits(data, name):
@@ -156,9 +225,8 @@ def test_stop_ends_the_training_on_its_worker(cluster, tmp_path):
     s = job.runs[0].data.status_copy()
     assert s["status"] == "stopped" and 20 <= s["step"] < 100_000
     assert (job.runs[0].writer.dir / "model.safetensors").is_file()
-    # The worker is free again: nothing of ours is processing on the cluster.
-    assert _wait(lambda: not any(k.startswith("rnnlab-train-") for ks in
-                                 cluster.client.processing().values() for k in ks), 10)
+    # The worker is free again: nothing of ours runs on the cluster.
+    assert _nothing_of_ours_running(cluster)
     print(f"stop → stopped in {took:.2f} s")  # a figure for BENCHMARKS.md, not a limit
 
 
@@ -171,6 +239,10 @@ def test_a_job_waiting_on_a_busy_cluster_says_so_and_stops_before_it_starts(clus
         assert _wait(lambda: sum(len(v) for v in cluster.client.processing().values()) == 2, 30)
         job = TrainingJob([TINY], store=RunStore(tmp_path), mode="dask").start()
         data = job.runs[0].data
+        # First "running" (a free worker would start it at once: the page keeps its pace) ...
+        assert _wait(lambda: "Starting on the Dask cluster" in data.status_copy()["message"], 5)
+        assert data.status_copy()["status"] == "running"
+        # ... then "queued", saying where and why.
         assert _wait(lambda: "Queued on the Dask cluster" in data.status_copy()["message"], 20)
         assert data.status_copy()["status"] == "queued"
         assert "2 worker threads (all busy" in data.status_copy()["message"]
@@ -180,10 +252,11 @@ def test_a_job_waiting_on_a_busy_cluster_says_so_and_stops_before_it_starts(clus
         assert s["status"] == "stopped" and "before a worker" in s["message"] and s["step"] == 0
     finally:
         cluster.client.cancel(blockers)
-    # The cancelled task never trains: no worker picks it up later.
-    time.sleep(1)
-    assert not any(k.startswith("rnnlab-train-") for ks in cluster.client.processing().values()
-                   for k in ks)
+    # The cancelled task never trains, not even once the blockers' threads come free.
+    assert _wait(lambda: not any(cluster.client.run(dask_training.running_trainings).values())
+                 and not any(ks for ks in cluster.client.processing().values()), 20, 0.5)
+    time.sleep(3)
+    assert not any(cluster.client.run(dask_training.running_trainings).values())
 
 
 @pytest.mark.slow
@@ -205,13 +278,13 @@ def test_a_killed_worker_leaves_an_interrupted_run_with_its_records(cluster, tmp
     assert saved.status_copy()["status"] == "interrupted"
     steps = saved.table("metrics")["step"].tolist()
     assert len(steps) >= before and steps == list(range(len(steps)))
-    # No retry storm: Dask gave the task to another worker, which refused to train it.
-    time.sleep(3)
+    # No retry storm: if Dask gave the task to another worker, it refused to train it.
+    assert _nothing_of_ours_running(cluster)
+    time.sleep(2)
     events = cluster.client.get_events(cluster.topic)
     mine = [m for _, m in events if m.get("job") == job._worker.key]
     assert [m["kind"] for m in mine].count("started") == 1
-    assert not any(k == job._worker.key for ks in cluster.client.processing().values()
-                   for k in ks)
+    assert not any(cluster.client.run(dask_training.running_trainings).values())
     # The nanny starts a new worker; the cluster trains again.
     cluster.client.wait_for_workers(2, timeout=120)
     assert _wait(lambda: cluster.threads() == 2, 30)
@@ -243,6 +316,20 @@ def test_the_train_page_trains_on_the_cluster(cluster, runs_dir):
             break
         time.sleep(0.3)
     text = " ".join(m.value for m in at.markdown)
+    if "Status: finished" not in text:
+        import json
+
+        def states(dask_worker):
+            return {"executing": [str(k) for k in dask_worker.state.executing],
+                    "ready": [str(t) for t in dask_worker.state.ready],
+                    "tasks": {str(k): t.state for k, t in dask_worker.state.tasks.items()},
+                    "threads": {str(k): v for k, v in dask_worker.active_threads.items()}}
+
+        info = {"status": job.runs[0].data.status_copy()["message"],
+                "processing": cluster.client.processing(),
+                "workers": cluster.client.run(states),
+                "stack": cluster.client.call_stack()}
+        Path("/tmp/dr/hang.json").write_text(json.dumps(info, indent=1, default=str))
     assert "Status: finished" in text, text
     assert not at.exception
     assert len(at.get("vega_lite_chart")) >= 5
