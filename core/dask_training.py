@@ -210,7 +210,7 @@ def train_task(spec: dict) -> dict:
              data=pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
         seq += 1
 
-    batcher = Batcher(send_batch)
+    batcher = Batcher(send_batch, at_once=False)  # at most 5 batches a second
     try:
         run_lockstep(trainers, batcher.add)
         batcher.flush()
@@ -379,8 +379,9 @@ class LocalClusterProcess:
     threaded worker processes) in a child process of its own, ``python -m
     core.dask_training --local-cluster N``, not in the server. A nanny starts a dead worker
     again with multiprocessing's *spawn*, which re-runs the parent's ``__main__``: in the
-    server that is a Streamlit page (measured: the restart failed with multiprocessing's
-    bootstrap error), in the child it is this module, guarded. The server also keeps only
+    server that is a Streamlit page, an unguarded script (measured with such a script as
+    ``__main__``: the restart failed with multiprocessing's bootstrap error); in the child
+    it is this module, guarded. The server also keeps only
     the relay: the scheduler's CPU is not its own. The child ends its cluster when its
     stdin closes (the server closed it, or died)."""
 

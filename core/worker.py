@@ -62,20 +62,24 @@ def read_frame(stream: BinaryIO) -> bytes | None:
 class Batcher:
     """Records grouped into batches for the trip to the server: ``add(i, record)`` (the
     ``emit`` of core.train.run_lockstep), ``send(batch)`` called with a list of
-    ``(i, record)``. Probes, evaluations and ends go out at once (they change the
-    charts); steps wait up to ``every_s`` seconds. Also used by the Dask training task
-    (core.dask_training)."""
+    ``(i, record)``. Steps wait up to ``every_s`` seconds; probes, evaluations and ends go
+    out at once (they change the charts) unless ``at_once`` is False: the Dask training
+    task (core.dask_training) lets them wait too, since every batch costs the server
+    about a millisecond there (BENCHMARKS.md, "Trainings on a Dask cluster") and a page
+    redraws once a second."""
 
-    def __init__(self, send, every_s: float = BATCH_S):
+    def __init__(self, send, every_s: float = BATCH_S, at_once: bool = True):
         from core.train import StepRecord
 
         self.send, self.every_s, self._step = send, every_s, StepRecord
+        self.at_once = at_once
         self.batch: list = []
         self.last_sent = time.monotonic()
 
     def add(self, i: int, record) -> None:
         self.batch.append((i, record))
-        if not isinstance(record, self._step) or time.monotonic() - self.last_sent >= self.every_s:
+        if (self.at_once and not isinstance(record, self._step)) or \
+                time.monotonic() - self.last_sent >= self.every_s:
             self.flush()
 
     def flush(self) -> None:
