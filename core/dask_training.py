@@ -571,6 +571,8 @@ class Relay:
         job = self.job
         if job.stopping:
             self._stop.set()
+        submitted = time.monotonic()
+        self._note_queued(submitted)  # "running" now, as a child process's job is at once
         spec = {"key": self.key, "topic": self.c.topic,
                 "configs": [r.config.to_dict() for r in job.runs], "code": code_version(),
                 "stop": f"{self.key}-stop", "ticket": f"{self.key}-ticket",
@@ -578,7 +580,6 @@ class Relay:
         self._stop_event = Event(spec["stop"], client=self.c.client)
         ticket = Queue(spec["ticket"], client=self.c.client)
         ticket.put("ticket")
-        submitted = time.monotonic()
         self.c.subscribe()
         try:
             self.future = self.c.client.submit(
@@ -597,7 +598,7 @@ class Relay:
     def _relay(self, submitted: float) -> None:
         stop_sent = False
         ended_at = None  # when the future was first seen done
-        last_note = 0.0
+        last_note = time.monotonic()
         while True:
             try:
                 msg = self.inbox.get(timeout=0.5)
