@@ -18,14 +18,15 @@ cluster instead of in a child process, and the server only relays its records::
 ``Client.subscribe_topic``), chosen by measurement against a ``distributed.Queue`` per
 job, a ``Variable`` polled by the server, a mailbox actor and the run store on shared
 storage (``bench/dask_relay.py``; BENCHMARKS.md, "Trainings on a Dask cluster"):
-Pub/Sub, the other candidate, was deprecated in distributed 2024.7 (race conditions
-that could bring down stream connections) and is gone from this version; the event
-log is what replaced it. Sending costs the training a fraction of a millisecond (it is
-queued on the worker's batched stream: no round trip, where ``Queue.put`` and an actor
-call block the training for one), the scheduler only forwards it (the least scheduler
-CPU per batch after the actor, which costs the training 10+ ms per batch), nothing is
-lost (the ``Variable`` lost half the batches, overwritten between polls) and it arrives
-in milliseconds (the shared store: 1-3 s, its flush interval). Each batch is a numbered
+Pub/Sub, the other candidate, was deprecated in 2024 (dask/distributed#8724: race
+conditions that could bring down stream connections) and is gone from this version; the
+event log is what replaced it. Sending joins the worker's batched stream: no round trip
+(measured: it held the training 0.07 ms a batch on a quiet machine, 1-5 ms with four
+trainings on two cores, where ``Queue.put`` held it 1.2-28 ms and an actor call 2.8-18
+ms); the scheduler only forwards it (0.5-0.7 ms of its CPU a batch, the least of the
+lossless channels but the actor's, which goes round it); nothing is lost (a
+``Variable`` polled every 0.1 s lost over half the batches) and it arrives in 2-20 ms
+(median; the shared store: 1.2-1.6 s, its flush interval). Each batch is a numbered
 message ``{"job", "kind": "records", "seq", "data": pickled [(i, Record), ...]}``; the
 scheduler keeps the last 1000 events of a topic (``distributed.admin.low-level-log-
 length``), so one topic per server process (a topic per job would never be freed) and
@@ -52,8 +53,8 @@ until then (written to the run store as they came), and the task is cancelled.
 **Identity** (core.identity): the code version is the server's, and the task refuses
 to train on a worker whose code differs; the numerics are the cluster's workers'
 (``worker_facts`` on every worker when the server connects; on a cluster of one kind
-of machine, what process mode would compute on it), so a run trained on the cluster
-is found again by the next identical press.
+of machine, what process mode would compute on it; ``local``: this machine's), so a run
+trained on the cluster is found again by the next identical press.
 
 **The queue**: :class:`ClusterSlots`, the server's visible queue in front of the
 cluster, with as many slots as the cluster has worker threads (followed as workers come
@@ -103,6 +104,8 @@ STARTING = "Starting on the Dask cluster ({address})…"
 QUEUED_ON_CLUSTER = ("Queued on the Dask cluster ({address}): submitted {waited} s ago, waiting "
                      "for one of its {threads} worker thread{s} (all busy, also with work from "
                      "elsewhere)")
+#: While the server connects to its cluster (or starts the local one) for the first job.
+CONNECTING = "Connecting to the Dask cluster ({setting}) …"
 #: Seconds after the submission from which a job not started is said to be queued there.
 QUEUED_AFTER_S = 5.0
 
@@ -501,6 +504,10 @@ class ClusterSlots(Slots):
         pass  # Slots.__init__ sets it; here it follows the cluster
 
     def acquire(self, token, cancelled, priority=INTERACTIVE, on_wait=None, every_s=1.0) -> bool:
+        if _cluster is None or _cluster.closed:  # the first job: say why it waits
+            for r in getattr(token, "runs", ()):
+                r.data.update_status(message=CONNECTING.format(
+                    setting=settings.get("RNNLAB_DASK_SCHEDULER")))
         cluster()  # connected (else a BackendError saying why) before queueing for it
         return super().acquire(token, cancelled, priority, on_wait, every_s)
 
@@ -519,9 +526,13 @@ CLUSTER_SLOTS = ClusterSlots()
 def cluster_identity(configs: Sequence[TrainConfig]) -> str:
     """A job's identity on the cluster: its configs, this code, the workers' numerics.
     A cluster that cannot be reached gives an identity of its own (the job then fails
-    with the reason, in its thread)."""
+    with the reason, in its thread). ``local``: this machine's numerics, which its
+    workers share (same CPU, same environment), without waiting for the cluster to
+    start (seconds: the press that starts it must not wait on Streamlit's script thread)."""
     from core.identity import run_identity
 
+    if settings.get("RNNLAB_DASK_SCHEDULER") == "local":
+        return run_identity(list(configs))
     try:
         numbers = cluster().numerics()
     except BackendError as e:

@@ -70,6 +70,35 @@ def test_an_import_error_on_the_cluster_says_to_set_pythonpath():
     assert cluster_import_error(ValueError("something else")) is None
 
 
+def test_a_cluster_that_cannot_be_reached_fails_the_job_with_the_reason(monkeypatch, tmp_path):
+    """Connecting happens on the job's thread (the page says so meanwhile); the failure is
+    the run's message, and the next press within 10 s does not wait for it again."""
+    calls = []
+
+    class Unreachable:
+        def __init__(self, setting):
+            calls.append(setting)
+            time.sleep(0.5)
+            raise BackendError(f"cannot reach the Dask scheduler at {setting}: refused")
+
+    monkeypatch.setenv("RNNLAB_DASK_SCHEDULER", "tcp://127.0.0.1:9")
+    monkeypatch.setattr(dask_training, "Cluster", Unreachable)
+    monkeypatch.setattr(dask_training, "_cluster", None)
+    monkeypatch.setattr(dask_training, "_failure", None)
+    job = TrainingJob([TINY], store=RunStore(tmp_path), mode="process")
+    assert job.mode == "dask" and len(calls) == 1  # the identity asked first (and failed)
+    monkeypatch.setattr(dask_training, "_failure", None)  # as if 10 s had passed
+    job.start()
+    assert _wait(lambda: "Connecting to the Dask cluster (tcp://127.0.0.1:9)"
+                 in job.runs[0].data.status_copy()["message"], 5)
+    assert job.join(10)
+    s = job.runs[0].data.status_copy()
+    assert s["status"] == "stopped" and "cannot reach the Dask scheduler" in s["message"]
+    again = TrainingJob([TINY], store=RunStore(tmp_path), mode="process").start()
+    assert again.join(10) and len(calls) == 2  # remembered: no second wait
+    assert "cannot reach" in again.runs[0].data.status_copy()["message"]
+
+
 def test_no_spare_training_processes_while_trainings_run_on_a_cluster(monkeypatch):
     from core.worker import WorkerPool
 
@@ -77,6 +106,30 @@ def test_no_spare_training_processes_while_trainings_run_on_a_cluster(monkeypatc
     pool = WorkerPool(spares=1)
     pool.prestart()
     assert pool._idle == [] and pool._starting == 0
+
+
+def test_the_compose_recipe_runs_the_three_roles_from_one_image_with_the_project_importable():
+    """deploy/compose.yaml cannot run here (no Docker engine): its structure is checked,
+    and its commands were run by hand (BENCHMARKS.md, "Trainings on a Dask cluster")."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"scheduler", "worker", "app"}
+    assert {s["image"] for s in services.values()} == {"rnnlab:latest"}
+    assert services["scheduler"]["command"][:2] == ["dask", "scheduler"]
+    worker = services["worker"]["command"]
+    assert worker[:3] == ["dask", "worker", "tcp://scheduler:8786"]
+    assert worker[worker.index("--nthreads") + 1] == "1"  # one training per worker thread
+    app = services["app"]
+    assert app["command"][:3] == ["streamlit", "run", "app.py"]
+    assert settings.BY_NAME["RNNLAB_DASK_SCHEDULER"].parse(
+        app["environment"]["RNNLAB_DASK_SCHEDULER"]) == "tcp://scheduler:8786"
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "ENV PYTHONPATH=/app" in dockerfile and "requirements-dask.txt" in dockerfile
+    # The image's pins are the project's: the server and the workers run the same code.
+    assert "torch==2.13.0+cpu" in dockerfile and "torch==2.13.0\n" in (
+        ROOT / "requirements.txt").read_text()
 
 
 class _FakeCluster:
