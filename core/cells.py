@@ -46,9 +46,51 @@ class Unrolled:
     """
 
     h: Tensor
-    states: dict[str, list[Tensor]] = field(default_factory=dict)
-    gates: dict[str, list[Tensor]] = field(default_factory=dict)
+    states: dict[str, list[Tensor] | Scanned] = field(default_factory=dict)
+    gates: dict[str, list[Tensor] | Tensor] = field(default_factory=dict)
     activations: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Scanned:
+    """A state computed for all steps at once by a scan (minGRU, minLSTM, LRU's parallel form).
+
+    ``values`` is (batch, steps, width): q_t itself. ``totals`` is the (batch, steps, width)
+    graph node whose gradient *is* the total derivative ∂ℓ/∂q_t. For a linear recurrence
+    q_t = a_t ⊙ q_{t−1} + b_t that node is b: b_t enters q_t with coefficient 1 and reaches
+    the loss only through q_t, so ∂ℓ/∂b_t = ∂ℓ/∂q_t along every later path, without a
+    per-step graph node (which would cost the scan its parallelism).
+    """
+
+    values: Tensor
+    totals: Tensor
+
+
+def per_step(recorded: list[Tensor] | Scanned | Tensor) -> Tensor:
+    """A recorded state or gate as one (steps, batch, width) tensor of its values."""
+    if isinstance(recorded, Scanned):
+        return recorded.values.transpose(0, 1)
+    if isinstance(recorded, Tensor):
+        return recorded.transpose(0, 1)
+    return torch.stack(recorded)
+
+
+def graph_nodes(recorded: list[Tensor] | Scanned | Tensor) -> list[Tensor]:
+    """The tensors to differentiate for a recorded state or gate's total derivatives."""
+    if isinstance(recorded, Scanned):
+        return [recorded.totals]
+    if isinstance(recorded, Tensor):
+        return [recorded]
+    return list(recorded)
+
+
+def stack_gradients(recorded, grads: list[Tensor | None]) -> Tensor:
+    """The gradients of :func:`graph_nodes` as one (steps, batch, width) tensor (None → 0)."""
+    nodes = graph_nodes(recorded)
+    gs = [g if g is not None else torch.zeros_like(v) for g, v in zip(grads, nodes)]
+    if isinstance(recorded, (Scanned, Tensor)):
+        return gs[0].transpose(0, 1)
+    return torch.stack(gs)
 
 
 def _input_projection(layer: nn.RNNBase, x: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from core import settings
+from core import archspec, settings
 from core.models import ARCH_OPTIONS, ARCHS, GATE_INITS
 from core.tasks import TASK_NAMES, make_task
 
@@ -227,11 +227,14 @@ class TrainConfig:
         """The options of this config's architecture, for :func:`core.models.build_model`.
 
         Chrono's T_max left empty becomes the task's number of steps per sequence: its
-        sequence length T (for copy, T + 20, just above its longest lag, T + 10).
+        sequence length T (for copy, T + 20, just above its longest lag, T + 10); so
+        does ``t_max`` for the architectures that derive it (IndRNN's constraint).
         """
         options = {k: getattr(self, k) for k in ARCH_OPTIONS[self.arch]}
         if options.get("gate_init") == "chrono" and options.get("chrono_tmax") is None:
             options["chrono_tmax"] = self.make_task().steps
+        if "t_max" in archspec.spec(self.arch).derived:
+            options["t_max"] = self.make_task().steps
         return options
 
     def label(self) -> str:

@@ -11,17 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.cells import GATE_INITS, GRULayer, LSTMLayer, RNNLayer, Unrolled
+from core import archspec
+from core.archspec import ARCHS
+from core.cells import GATE_INITS, Unrolled
 
-ARCHS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
-
-# Which options each architecture accepts (anything else is refused by name).
-ARCH_OPTIONS = {
-    "rnn_tanh": ("init", "spectral_radius"),
-    "rnn_relu": ("init", "spectral_radius"),
-    "lstm": ("forget_bias", "no_forget_gate", "coupled_gates", "gate_init", "chrono_tmax"),
-    "gru": ("gate_init", "chrono_tmax"),
-}
+# Which options each architecture accepts (anything else is refused by name): core.archspec.
+ARCH_OPTIONS = {s.name: s.options for s in archspec.SPECS}
 # Option values that are the same as leaving the option out, for any arch.
 _HARMLESS = {"gate_init": "default"}
 __all__ = ["ARCHS", "ARCH_OPTIONS", "GATE_INITS", "SequenceModel", "build_model"]
@@ -51,11 +46,13 @@ def build_model(
     """Build a model; options are the architecture's own (see ``ARCH_OPTIONS``).
 
     ``None`` values are ignored so callers can pass every option of a config.
+    Options the spec derives from the task (``t_max``: its steps per sequence) are
+    passed to the architectures that use them and ignored by the others.
     """
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
     options = {k: v for k, v in options.items() if v is not None}
-    unknown = set(options) - set(ARCH_OPTIONS[arch])
+    unknown = set(options) - set(ARCH_OPTIONS[arch]) - {"t_max"}
     # Boolean flags left at False (and gate_init "default") are harmless for any arch.
     unknown = {k for k in unknown if options[k] is not False and _HARMLESS.get(k) != options[k]}
     if unknown:
@@ -63,11 +60,10 @@ def build_model(
             f"option(s) {', '.join(sorted(unknown))} do not apply to {arch}; "
             f"allowed: {', '.join(ARCH_OPTIONS[arch]) or 'none'}"
         )
+    spec = archspec.spec(arch)
+    derived = {k: options[k] for k in spec.derived if k in options}
     options = {k: v for k, v in options.items() if k in ARCH_OPTIONS[arch]}
     if arch in ("rnn_tanh", "rnn_relu"):
-        layer = RNNLayer(input_size, hidden_size, nonlinearity=arch[4:], **options)
-    elif arch == "lstm":
-        layer = LSTMLayer(input_size, hidden_size, **options)
-    else:
-        layer = GRULayer(input_size, hidden_size, **options)
+        options["nonlinearity"] = arch[4:]
+    layer = archspec.layer_class(arch)(input_size, hidden_size, **options, **derived)
     return SequenceModel(arch, layer, output_size)

@@ -20,12 +20,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.cells import graph_nodes, stack_gradients
 from core.models import SequenceModel
 from core.tasks import Task
 
 # A gradient counts as "reaching" a step while it is at least this fraction of
 # the largest h-gradient in the sequence.
 REACH_THRESHOLD = 1e-3
+
+# The activations the summary averages: the carry path's gain of the LSTM (f), the GRU
+# (z) and of every later architecture ("gain": see core.modern), and their most open unit.
+CARRY_GATES = ("f", "z", "gain", "f_max", "z_max", "gain_max")
 
 # Gate pre-activation blocks as the cells record them, split into named gates.
 _GATE_BLOCKS = {"ifgo": ("i", "f", "g", "o"), "rz": ("r", "z"), "n": ("n",)}
@@ -51,19 +56,15 @@ class ProbeResult:
     param_grads: list[torch.Tensor | None] = field(default_factory=list)
 
 
-def _norms(grads: list[torch.Tensor | None], like: list[torch.Tensor]) -> torch.Tensor:
-    """Stack per-step gradients into (steps, batch, width); None (unused) → 0."""
-    return torch.stack([g if g is not None else torch.zeros_like(v) for g, v in zip(grads, like)])
-
-
 def probe(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor) -> ProbeResult:
     """Run the explicit unroll on (x, y) and measure every per-step gradient."""
     out, u = model.unroll(x, record=True)
     per_seq = task.loss(out, y)
     batch = per_seq.shape[0]
     params = [p for p in model.parameters()]
-    blocks: list[tuple[str, list[torch.Tensor]]] = list(u.states.items()) + list(u.gates.items())
-    nodes = [v for _, lst in blocks for v in lst]
+    blocks = list(u.states.items()) + list(u.gates.items())
+    node_lists = [graph_nodes(rec) for _, rec in blocks]
+    nodes = [v for lst in node_lists for v in lst]
     grads = torch.autograd.grad(per_seq.sum(), params + nodes, allow_unused=True)
     param_grads = [None if g is None else g / batch for g in grads[: len(params)]]
 
@@ -71,8 +72,8 @@ def probe(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor) ->
     frames = []
     offset = len(params)
     gate_names = set(getattr(model.recurrent, "gate_names", ()))
-    for name, lst in blocks:
-        g = _norms(list(grads[offset : offset + len(lst)]), lst)  # (T, B, width)
+    for (name, rec), lst in zip(blocks, node_lists):
+        g = stack_gradients(rec, list(grads[offset : offset + len(lst)]))  # (T, B, width)
         offset += len(lst)
         if name in _GATE_BLOCKS:
             parts = _GATE_BLOCKS[name]
@@ -157,7 +158,7 @@ def summarise(profile: pd.DataFrame, activations: pd.DataFrame) -> dict:
     """Per-profile numbers with names a reader understands."""
     c = profile[profile["quantity"] == "c"].sort_values("t")["grad_norm"].to_numpy(dtype=float)
     gate_means = {}
-    for gate in ("f", "z", "f_max", "z_max"):
+    for gate in CARRY_GATES:
         a = activations[activations["gate"] == gate]["mean"]
         if len(a):
             gate_means[gate] = a.to_numpy(dtype=float)
@@ -178,7 +179,7 @@ def summarise_arrays(h: np.ndarray, c: np.ndarray, gate_means: dict[str, np.ndar
     if len(c) and c[-1] > 0:
         # The LSTM's cell path alone: ‖∂ℓ/∂c_0‖ / ‖∂ℓ/∂c_{T−1}‖.
         summary["cell_ratio"] = float(c[0] / c[-1])
-    for gate in ("f", "z", "f_max", "z_max"):
+    for gate in CARRY_GATES:
         if gate in gate_means and len(gate_means[gate]):
             summary[f"mean_{gate}"] = float(np.mean(gate_means[gate]))
     return summary

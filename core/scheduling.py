@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core import settings
+from core import archspec, settings
 from core.config import TrainConfig
 
 #: Priority classes of :class:`Slots` (lower goes first): a person waiting at a page,
@@ -194,7 +194,7 @@ def estimate_wait(capacity: int, running: list[float | None],
 
 # Per time step, a training step's cost is mostly the dispatch of a few calls per gate at
 # the app's sizes (hidden ≤ 64, batch ≤ 64: README, "Why there is C"); beyond, arithmetic.
-_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+_GATES = {s.name: s.cost for s in archspec.SPECS}   # relative cost per time step
 
 
 def work_per_step(config: TrainConfig) -> float:

@@ -11,6 +11,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from core.archspec import ARCHS
+
 
 GRAD_FLOOR = 1e-12
 
@@ -24,21 +26,23 @@ MAX_LINE_POINTS = 500      # per run, for loss / reach lines
 MAX_HEATMAP_STEPS = 200    # distinct training steps in heatmap A (per run)
 
 
-ARCHS = ("rnn_tanh", "rnn_relu", "lstm", "gru")   # as core.models.ARCHS (no torch import)
+# States first, then gates: LSTM h c i f g o; GRU h r z n; sLSTM h c n m i f z o; minGRU h z g;
+# minLSTM h f i g (core.archspec). A name means what its architecture's docstring says.
+QUANTITIES = ("h", "c", "n", "m", "i", "f", "g", "o", "r", "z")
 
 
-QUANTITIES = ("h", "c", "i", "f", "g", "o", "r", "z", "n")   # LSTM: h c i f g o; GRU: h r z n
-
-
-GATES = ("i", "f", "f_max", "o", "r", "z", "z_max")   # *_max: the most open unit
+# *_max: the most open unit; gain: the carry path's per-step gain of the later architectures.
+GATES = ("i", "f", "f_max", "o", "r", "z", "z_max", "gain", "gain_max", "modulus")
 
 
 # Okabe-Ito, yellow last (weak on white), black dropped (invisible on dark themes).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#999999", "#F0E442"]
 
 
-# One colour per architecture, on every page (Train, Compare, Runs, Sweep, Explain).
-ARCH_COLOURS = dict(zip(ARCHS, PALETTE))
+# One colour per architecture, on every page (Train, Compare, Runs, Sweep, Explain): the
+# classic four from Okabe-Ito, the later six from Paul Tol's muted scheme (colour-blind safe).
+ARCH_COLOURS = dict(zip(ARCHS, PALETTE[:4] + ["#56B4E9", "#332288", "#CC79A7", "#882255",
+                                             "#44AA99", "#999933"]))
 
 
 # Variants of an architecture (forget bias, CIFG, an init, a sweep's "lstm:forget_bias=1",
@@ -70,7 +74,7 @@ GRAD_TITLE = "‖∂ℓ/∂{q}‖, log"   # short enough to show whole above a l
 
 
 # Gate pre-activations: a gradient of exactly 0 there is a path that does not exist.
-_GATE_QUANTITIES = ("i", "f", "g", "o", "r", "z", "n")
+_GATE_QUANTITIES = ("i", "f", "g", "o", "r", "z", "n")   # GRU's n; sLSTM's n is a state
 
 
 # Axis labels for numbers of any size: 0.25, 3, 1.2e+13 (not 12,000,000,000,000).
@@ -164,7 +168,9 @@ def _by_tip(by: str | None) -> list:
     return [alt.Tooltip(f"{by}:N", title=by)] if by else []
 
 
-_ARCH_RE = re.compile(r"(?<![a-z_])(rnn_tanh|rnn_relu|lstm|gru)(?![a-z_])")
+# Longest names first; the lookbehind keeps 'gru' out of 'mingru' and 'lstm' out of 'slstm'.
+_ARCH_RE = re.compile(r"(?<![a-z_])(" + "|".join(sorted(ARCHS, key=len, reverse=True))
+                      + r")(?![a-z_])")
 
 
 def arch_of(label) -> str | None:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.cells import graph_nodes, per_step, stack_gradients
 from core.config import TrainConfig
 from core.models import SequenceModel
 from core.probe import probe
@@ -87,40 +88,50 @@ def sample_batch(task: Task, batch: int, seed: int) -> tuple[torch.Tensor, torch
 
 def state_jacobians(model: SequenceModel, x: torch.Tensor,
                     pairs: tuple[tuple[str, str], ...] = (("h", "h"),)) -> dict:
-    """{(q, w): J} with J[t, b] = ∂q_{T−1,b} / ∂w_{t,b}, shape (T, B, H, width of w).
+    """{(q, w): J} with J[t, b] = ∂q_{T−1,b} / ∂w_{t,b}, shape (T, B, width of q, width of w).
 
-    Each pair names a recorded state q ("h", or "c" for the LSTM) and what to
+    Each pair names a recorded state q ("h", or "c" for the LSTM, …) and what to
     differentiate by: the same state, or "x" (the input). Total derivatives by
     autograd: one forward pass of the repeated batch, one backward pass per state q
-    (see the module docstring). float64 if the model and x are.
+    (see the module docstring). float64 if the model and x are. A state's width is
+    the recorded one (the LRU's complex h is recorded as 2N reals); a state computed
+    by a scan (:class:`core.cells.Scanned`) is differentiated through its totals node.
     """
     B, T = x.shape[0], x.shape[1]
-    H = model.recurrent.hidden_size
-    xr = x.detach().repeat_interleave(H, 0)            # copy j of sequence b: row b·H + j
+    with torch.no_grad():
+        probe_u = model.recurrent.unroll(x[:1].detach(), record=True)
+    for q, w in pairs:
+        if w not in (q, "x") or q not in probe_u.states:
+            raise ValueError(f"cannot take ∂{q}/∂{w} for {model.arch} "
+                             f"(states {sorted(probe_u.states)})")
+    width = {q: per_step(probe_u.states[q]).shape[-1] for q, _ in pairs}
+    R = max(width.values())                            # copies per sequence
+    xr = x.detach().repeat_interleave(R, 0)            # copy j of sequence b: row b·R + j
     want_x = any(w == "x" for _, w in pairs)
     if want_x:
         xr.requires_grad_(True)
     u = model.recurrent.unroll(xr, record=True)
     by_q: dict[str, list[str]] = {}
     for q, w in pairs:
-        if w not in (q, "x") or q not in u.states:
-            raise ValueError(f"cannot take ∂{q}/∂{w} for {model.arch} (states {sorted(u.states)})")
         by_q.setdefault(q, []).append(w)
     out = {}
     for n, (q, ws) in enumerate(by_q.items()):
-        last = u.states[q][-1]
-        seed = torch.eye(H, dtype=last.dtype).repeat(B, 1)  # copy j seeds e_j
-        inputs = [v for w in ws for v in ([xr] if w == "x" else u.states[w])]
-        grads = torch.autograd.grad(last, inputs, grad_outputs=seed, allow_unused=True,
-                                    retain_graph=n < len(by_q) - 1)
-        grads = [g if g is not None else torch.zeros_like(v) for g, v in zip(grads, inputs)]
-        for w in ws:                      # one backward pass serves every w of this q
+        W = width[q]
+        last = per_step(u.states[q])[-1]                # (B·R, W)
+        seed = torch.zeros(B * R, W, dtype=last.dtype)
+        seed.view(B, R, W)[:, :W].copy_(torch.eye(W, dtype=last.dtype))  # copy j seeds e_j
+        inputs = [[xr] if w == "x" else graph_nodes(u.states[w]) for w in ws]
+        flat = [v for lst in inputs for v in lst]
+        grads = list(torch.autograd.grad(last, flat, grad_outputs=seed, allow_unused=True,
+                                         retain_graph=n < len(by_q) - 1))
+        for w, lst in zip(ws, inputs):                 # one backward pass serves every w of q
+            g, grads = grads[:len(lst)], grads[len(lst):]
             if w == "x":
-                g = grads.pop(0)
-                out[(q, w)] = g.view(B, H, T, -1).permute(2, 0, 1, 3).detach()
+                g = g[0] if g[0] is not None else torch.zeros_like(xr)
+                out[(q, w)] = g.view(B, R, T, -1)[:, :W].permute(2, 0, 1, 3).detach()
             else:
-                rows, grads = grads[:T], grads[T:]
-                out[(q, w)] = torch.stack(rows).view(T, B, H, H).detach()
+                g = stack_gradients(u.states[w], g)      # (T, B·R, W)
+                out[(q, w)] = g.view(T, B, R, W)[:, :, :W].detach()
     return out
 
 
@@ -149,7 +160,7 @@ def gate_values(model: SequenceModel, x: torch.Tensor) -> dict[str, torch.Tensor
     if "rz" in u.gates:
         rz = torch.sigmoid(torch.stack(u.gates["rz"]))
         out["r"], out["z"] = rz[..., :H], rz[..., H:]
-    out["h"] = torch.stack(u.states["h"])
+    out["h"] = per_step(u.states["h"])
     return out
 
 
