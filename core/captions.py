@@ -14,13 +14,16 @@ import math
 import numpy as np
 import pandas as pd
 
+from core.archspec import SPECS
 from core.config import FIELDS, TrainConfig
 from core.narrate import OPEN_UNIT, ratio_band, sci
 
 # Fields that say how a run is run, not what it trains: left out of "which settings".
 _HOW = ("threads", "stop_when_solved", "solved_tail")
 # Gates whose mean over units a caption reads: the LSTM's forget gate, the GRU's update gate.
-GATE_NAMES = {"lstm": ("f", "forget gate"), "gru": ("z", "update gate")}
+GATE_NAMES = {"lstm": ("f", "forget gate"), "gru": ("z", "update gate"),
+              # The later architectures record their carry path's gain (core.archspec).
+              **{s.name: ("gain", "carry gain") for s in SPECS if s.carry == "gain"}}
 
 
 def _finite(x) -> bool:

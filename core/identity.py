@@ -42,11 +42,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core import archspec
 from core.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]  # the project's folder (holding core/)
-#: The modules whose code makes a run: the trainer, the training process, the run format.
-ENTRY_MODULES = ("core.train", "core.worker", "core.runs")
+#: The modules whose code makes a run: the trainer, the training process, the run format,
+#: and every architecture's layer (core.archspec names them as strings, imported lazily,
+#: which following import statements would miss).
+ENTRY_MODULES = ("core.train", "core.worker", "core.runs") + tuple(
+    dict.fromkeys(s.layer.split(":")[0] for s in archspec.SPECS))
 _SOURCE_SUFFIXES = (".c", ".h")  # non-Python sources of a package (core/native)
 
 

@@ -5,6 +5,7 @@ Each preset is a set of TrainConfig overrides; ``preset_config(name)`` validates
 
 from __future__ import annotations
 
+from core.archspec import MODERN
 from core.config import TrainConfig
 
 _ADDING_50 = dict(task="adding", seq_len=50, hidden_size=64, batch_size=64, lr=0.003,
@@ -84,6 +85,8 @@ COMPARE_MODELS: dict[str, dict] = {
     "lstm (chrono init)": dict(arch="lstm", gate_init="chrono"),
     "lstm (forget bias 5)": dict(arch="lstm", forget_bias=5.0),
     "gru (chrono init)": dict(arch="gru", gate_init="chrono"),
+    # The field's later answers (issue 17, core.archspec), at their papers' inits.
+    **{a: dict(arch=a) for a in MODERN},
 }
 DEFAULT_COMPARE = ("rnn_tanh", "lstm", "gru")
 # The pure lag on Compare: the settings of the preset PURE_LAG_DEFAULT, these models.

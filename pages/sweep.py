@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts, narrate, settings
+from core.archspec import MODERN
 from core.measured import LIVE_PROBE_EVERY, load_shipped, shipped_sweeps
 from core.narrate import sci
 from core.sweeps import SWEEP_PRESETS, SweepError, SweepSpec, list_sweeps, load_sweep, summarise_sweep
@@ -19,7 +20,8 @@ ensure_app("sweep")
 
 MAX_CELLS = settings.get("RNNLAB_MAX_SWEEP_RUNS")
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "lstm:forget_bias=1",
-            "lstm:no_forget_gate=true", "lstm:coupled_gates=true"]
+            "lstm:no_forget_gate=true", "lstm:coupled_gates=true", "lstm:gate_init=chrono",
+            *MODERN]
 LENGTHS = [5, 10, 20, 30, 50, 75, 100, 150, 200, 300]
 
 st.title("Sweep: how far back can each architecture learn?")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import archspec
 from core.config import FIELD_BY_NAME, FIELDS, TrainConfig, app_limits, enforce_limits, parse_config
 from core.presets import PRESETS, preset_config
 
@@ -160,8 +161,10 @@ def config_sidebar(prefix: str, show_arch: bool = True, disabled: bool = False,
         st.subheader("Model")
         if show_arch:
             st.selectbox(LABELS["arch"], FIELD_BY_NAME["arch"].choices, key=_key(prefix, "arch"),
-                         disabled=disabled)
+                         disabled=disabled, format_func=arch_label,
+                         help="The classic three (1990-2014) and the field's later answers")
             arch = s[_key(prefix, "arch")]
+            st.caption(f"{archspec.SPEC[arch].paper}. Per-step gain: {archspec.SPEC[arch].answer}.")
             if arch == "lstm":
                 _optional(prefix, "forget_bias", "Set the forget-gate bias", 0.5)
                 st.checkbox(LABELS["no_forget_gate"], key=_key(prefix, "no_forget_gate"))
@@ -194,6 +197,12 @@ def config_sidebar(prefix: str, show_arch: bool = True, disabled: bool = False,
     sync_url(config, preset)
     st.session_state[_key(prefix, "synced")] = _link_params()
     return config
+
+
+def arch_label(arch: str) -> str:
+    """'IndRNN (2018)': the architecture as a reader knows it, with the year of its paper."""
+    spec = archspec.SPEC.get(arch)
+    return f"{spec.label} ({spec.year})" if spec else str(arch)
 
 
 def collect(prefix: str, include_arch: bool = True) -> tuple[TrainConfig, dict[str, str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.archspec import SPEC
 from core.explain.jacobians import (
     PROBE_BATCH,
     direct_path_gain,
@@ -49,7 +50,8 @@ def pick_run(store: RunStore, prefer: tuple[str, ...] = ("lstm", "gru")) -> str 
 
 
 def _gate_of(arch: str) -> str | None:
-    return {"lstm": "f", "gru": "z"}.get(arch)
+    """The activation that is the arch's carry gain (LSTM f, GRU z, later ones "gain")."""
+    return SPEC[arch].carry if arch in SPEC else None
 
 
 def run_story(data: RunData) -> dict:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.archspec import SPEC
 from core.narrate.numbers import sci
 from core.narrate.numbers import _finite
 
@@ -181,6 +182,11 @@ def describe_gradient(summary: dict, arch: str | None = None,
     if arch == "gru" and summary.get("mean_z") is not None:
         parts.append(_gate_clause(summary, "z", "The update gate z", "most carrying")
                      + "; z → 1 carries h, and its gradient, unchanged.")
+    if arch in SPEC and SPEC[arch].carry == "gain" and summary.get("mean_gain") is not None:
+        parts.append(_gate_clause(summary, "gain", "The carry path's per-step gain",
+                                  "most carrying")
+                     + f" ({SPEC[arch].label}: {SPEC[arch].answer}); a product of gains near "
+                     "1 carries the gradient back, below 1 it shrinks geometrically.")
     return " ".join(p for p in parts if p)
 
 
