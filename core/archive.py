@@ -83,7 +83,9 @@ _BOOL_COLUMNS = {"solved"}
 _STATUS_NUMBERS = ("final_loss", "eval_loss", "eval_metric", "created", "updated", "wall_s",
                    "steps_per_s", "vanishing_ratio", "gradient_reach")
 _STATUS_INTS = ("step", "steps", "steps_to_solve")
-_EXPORT_DROP = ("pid", "heartbeat")            # this machine's writer, meaningless elsewhere
+# This machine's writer, meaningless elsewhere; and whose run it is here (core.owners):
+# an upload is its uploader's.
+_EXPORT_DROP = ("pid", "heartbeat", "owner", "shared", "lesson")
 
 
 class ArchiveError(Exception):
@@ -145,8 +147,10 @@ def export_run(store: RunStore, run_id: str) -> bytes:
 
 # ---------------------------------------------------------------- import
 
-def import_run(store: RunStore, data: bytes, filename: str = "run.zip") -> str:
-    """Validate an uploaded run archive and add it to ``store`` under a fresh run id.
+def import_run(store: RunStore, data: bytes, filename: str = "run.zip",
+               owner: str | None = None) -> str:
+    """Validate an uploaded run archive and add it to ``store`` under a fresh run id,
+    as ``owner``'s run (core.owners; None: no one's).
 
     Returns the new run id; raises :class:`ArchiveError` (and writes nothing) if
     anything is wrong.
@@ -157,6 +161,8 @@ def import_run(store: RunStore, data: bytes, filename: str = "run.zip") -> str:
         raise
     except Exception as e:
         raise ArchiveError(f"the archive could not be read ({type(e).__name__}: {e})") from e
+    if owner is not None:
+        status["owner"] = owner
     return _write_run(store, config, status, tables, weights, filename)
 
 

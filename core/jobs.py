@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import settings
+from core import owners, settings
 from core.config import TrainConfig
 from core.identity import run_identity
 from core.runs import RunData, RunError, RunStore, RunWriter, new_run_id, shared_refusal
@@ -155,6 +155,7 @@ class TrainingJob(Background):
     priority: int = INTERACTIVE
     throughput: Throughput | None = field(default_factory=lambda: THROUGHPUT)
     owner: object | None = None  # who started it (core.jobs.JobRegistry: a session's owner)
+    lesson: bool = False  # a lesson run (the Learn page's fixed settings: core.owners)
     wait: WaitEstimate | None = None  # while queued: the latest estimate
     _cancel: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -178,11 +179,19 @@ class TrainingJob(Background):
             if self.store is not None:
                 try:
                     writer = self.store.create(cfg, run_id, status={
-                        "identity": self.identity, "group": ids})
+                        "identity": self.identity, "group": ids, **self._ownership()})
                 except RunError as e:
                     self.save_error = str(e)
             data = writer.data if writer else RunData(cfg, status={"run_id": None})
             self.runs.append(JobRun(cfg, data, writer))
+
+    def _ownership(self) -> dict:
+        """What each run's status records of whom it is for (core.owners): the owner when
+        it is a string (a browser's or user's owner id), and whether it is a lesson run."""
+        out: dict = {"owner": self.owner} if isinstance(self.owner, str) else {}
+        if self.lesson:
+            out["lesson"] = True
+        return out
 
     def stop(self) -> None:
         """Ask the job to stop (also cancels waiting for a slot). Returns at once."""
@@ -459,13 +468,15 @@ class JobRegistry:
         with self._start_lock:
             live = self.find(identity, store)
             if live is not None:
-                if live.owner is not None and live.owner is not me:
+                if live.owner is not None and live.owner != me:
                     live.mark_shared()
                 self.watch(watcher, page, live.run_ids)
                 return Attached("attached", live.run_ids, live)
             done = store.find_identical(identity, len(configs))
             if done is not None:
                 for run_id in done:
+                    if isinstance(me, str) and store.recorded_owner(run_id) == me:
+                        continue  # its own run, opened again (say, after a reload)
                     try:
                         store.mark_shared(run_id)
                     except (OSError, ValueError, RunError):
@@ -531,10 +542,14 @@ class JobRegistry:
         return "stopped"
 
     def delete_refusal(self, run_id: str, watcher: object | None = None,
-                       store: RunStore | None = None) -> str | None:
+                       store: RunStore | None = None, *, presenter: bool = False) -> str | None:
         """Why ``watcher`` may not delete (or rename) this run now, or None if it may:
-        it is still training; another session watches it; or it is shared (a run Train
-        handed to more than one owner belongs to none of them)."""
+        it is still training; another session watches it; or, read from ``store``, it is
+        not the watcher's to delete. When the watcher stands for an owner id (a string:
+        a browser's token kept across reloads), only its own runs are
+        (core.owners.ownership_refusal); otherwise every run but a shared one (a run Train
+        handed to more than one owner belongs to none of them). The ``presenter`` (who
+        holds the deployment's key) may delete any run nobody trains or watches."""
         job = self.get(run_id)
         if job is not None and job.alive:
             return "it is still training: stop it on its page first"
@@ -543,11 +558,13 @@ class JobRegistry:
         if others:
             n = len(others)
             return f"{n} other session{'s are' if n != 1 else ' is'} watching it"
-        if store is not None:
+        if store is not None and not presenter:
             try:
                 status = store.read_status(run_id)
             except RunError:
                 return None
+            if isinstance(me, str):
+                return owners.ownership_refusal(status, me)
             return shared_refusal(status)
         return None
 

@@ -25,6 +25,11 @@ identity finds it (:meth:`RunStore.find_identical`) instead of training it again
 once a run has been handed to more than one session it is ``shared``, and
 :meth:`RunStore.delete` refuses it (see :func:`shared_refusal`).
 
+Ownership (see core.owners): a run started by the app records its ``owner`` (a hash of
+the browser's token) and, from the Learn page, ``lesson``; :meth:`RunStore.list` lists
+what one owner may see, :meth:`RunStore.delete` refuses another owner's run, and
+:meth:`RunStore.room_refusal` applies the store-wide and per-owner caps.
+
 Why one file of ~470 lines: the run format (its files, atomic writes, statuses) and the
 store that lists, opens and deletes runs are one contract with the disk.
 """
@@ -44,7 +49,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import settings
+from core import owners, settings
 from core.config import ConfigError, TrainConfig, parse_config
 from core.train import EndRecord, EvalRecord, ProbeRecord, Record, StepRecord
 
@@ -308,6 +313,7 @@ class RunStore:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_root()
         self._identities: dict[str, str | None] = {}  # run id -> identity (never changes)
+        self._owners: dict[str, str | None] = {}  # run id -> recorded owner (never changes)
         self._identities_lock = threading.Lock()
 
     def path(self, run_id: str) -> Path:
@@ -351,11 +357,17 @@ class RunStore:
         status["status"] = effective_status(status)
         return status
 
-    def list(self) -> pd.DataFrame:
-        """One row per run: run_id, task, arch, label, status, step, steps, eval_loss, solved, created."""
+    def list(self, owner: str | None = None, *, everything: bool = False) -> pd.DataFrame:
+        """One row per run: run_id, task, arch, seq_len, status, step, steps, eval_loss,
+        eval_metric, solved, created, owner. With ``owner``: only the runs it sees
+        (core.owners.visible) unless ``everything`` (the presenter), and the ``owner``
+        column says whose each run is from its point of view ("you", "shared", "lesson",
+        "no owner", "visitor …"); without: every run."""
         rows = []
         for run_id in self.ids():
             st = self.read_status(run_id)
+            if owner is not None and not everything and not owners.visible(st, owner):
+                continue
             try:
                 cfg = json.loads((self.path(run_id) / "config.json").read_text())
             except (OSError, ValueError):
@@ -367,9 +379,10 @@ class RunStore:
                 "eval_loss": st.get("eval_loss"), "eval_metric": st.get("eval_metric"),
                 "solved": bool(st.get("solved")), "created": pd.to_datetime(
                     st.get("created") or 0, unit="s"),
+                "owner": owners.owner_label(st, owner),
             })
         cols = ["run_id", "task", "arch", "seq_len", "status", "step", "steps",
-                "eval_loss", "eval_metric", "solved", "created"]
+                "eval_loss", "eval_metric", "solved", "created", "owner"]
         return pd.DataFrame(rows, columns=cols)
 
     def load(self, run_id: str) -> RunData:
@@ -403,19 +416,67 @@ class RunStore:
                 tables[name] = pd.DataFrame({c: [] for c in cols})
         return RunData.from_tables(config, status, tables)
 
-    def delete(self, run_id: str, *, force: bool = False) -> None:
-        """Remove a run. A shared run is refused (RunError saying why) unless ``force``
-        (whoever may clean up a whole deployment; see core.jobs.JobRegistry.delete_refusal
-        for the rule a page applies, which also refuses runs other sessions watch)."""
+    def delete(self, run_id: str, *, force: bool = False, by: str | None = None) -> None:
+        """Remove a run. Refused (RunError saying why) unless ``force`` (whoever may clean
+        up a whole deployment: the presenter): with ``by``, an owner, a run that is not
+        ``by``'s own (core.owners.ownership_refusal); without, a shared run. See
+        core.jobs.JobRegistry.delete_refusal for the rule a page applies, which also
+        refuses runs being trained or watched by other sessions."""
         d = self.path(run_id)
         if not d.is_dir():
             raise RunError(f"no run {run_id!r} to delete")
-        refusal = None if force else shared_refusal(self.read_status(run_id))
+        refusal = None
+        if not force:
+            status = self.read_status(run_id)
+            refusal = (owners.ownership_refusal(status, by) if by is not None
+                       else shared_refusal(status))
         if refusal:
             raise RunError(f"run {run_id!r} cannot be deleted: {refusal}")
         shutil.rmtree(d)
         with self._identities_lock:
             self._identities.pop(run_id, None)
+            self._owners.pop(run_id, None)
+
+    # ------------------------------------------------------------ caps
+
+    def recorded_owner(self, run_id: str) -> str | None:
+        """The owner the run was started for (core.owners.recorded_owner), read once per
+        run: it never changes."""
+        with self._identities_lock:
+            if run_id in self._owners:
+                return self._owners[run_id]
+        try:
+            status = json.loads((self.path(run_id) / "status.json").read_text())
+        except (OSError, ValueError, RunError):
+            return None  # not cached: a run being created may have no status yet
+        owner = owners.recorded_owner(status) if isinstance(status, dict) else None
+        with self._identities_lock:
+            self._owners[run_id] = owner
+        return owner
+
+    def owned(self, owner: str) -> list[str]:
+        """The ids of the runs that are ``owner``'s now (core.owners.owner_of): those it
+        started that are neither shared nor a lesson run trained to its end."""
+        return [i for i in self.ids() if self.recorded_owner(i) == owner
+                and owners.owner_of(self.read_status(i)) == owner]
+
+    def room_refusal(self, n: int = 1, owner: str | None = None) -> str | None:
+        """Why ``n`` more runs (for ``owner``, None: for no one) may not be saved, or None:
+        the store would hold more than $RNNLAB_MAX_STORED_RUNS runs, or ``owner`` more
+        than $RNNLAB_MAX_RUNS_PER_OWNER of its own. The message names the limit and what
+        to do about it."""
+        if owner is not None:
+            per_owner = settings.get("RNNLAB_MAX_RUNS_PER_OWNER")
+            mine = len(self.owned(owner))
+            if mine + n > per_owner:
+                return (f"you have {mine} runs of your own in the run store, the limit per "
+                        f"visitor on this server is {per_owner}: delete one of your runs on "
+                        "the Runs page first")
+        total = settings.get("RNNLAB_MAX_STORED_RUNS")
+        if len(self.ids()) + n > total:
+            return (f"the run store is full ({total} runs): delete runs on the Runs page "
+                    "first")
+        return None
 
     # ------------------------------------------------------------ identical runs
 

@@ -40,8 +40,9 @@ class SettingError(ValueError):
 class Setting:
     """One environment variable: its type, default, allowed values and meaning.
 
-    ``kind`` is "int", "float", "bool", "path", "choice" or "address" (a Dask scheduler:
-    ``local``, or an address such as ``tcp://host:8786``). ``default`` is the value
+    ``kind`` is "int", "float", "bool", "path", "choice", "address" (a Dask scheduler:
+    ``local``, or an address such as ``tcp://host:8786``) or "secret" (any text, never
+    printed). ``default`` is the value
     when the variable is unset or empty (a callable: computed then; None: off).
     ``low``/``high`` bound an int or float (None: unbounded on that side)."""
 
@@ -64,6 +65,8 @@ class Setting:
             return "a path"
         if self.kind == "address":
             return "`local`, or a scheduler address such as `tcp://host:8786`"
+        if self.kind == "secret":
+            return "any text (never printed)"
         noun = "a whole number" if self.kind == "int" else "a number"
         if self.low is not None and self.high is not None:
             return f"{noun} from {self.low:g} to {self.high:g}"
@@ -86,6 +89,8 @@ class Setting:
                 value = text
             elif self.kind == "path":
                 value = Path(text).expanduser()
+            elif self.kind == "secret":
+                value = text
             elif self.kind == "address":
                 if text != "local" and not _ADDRESS.fullmatch(text):
                     raise ValueError
@@ -105,6 +110,8 @@ class Setting:
         return value
 
     def _problem(self, raw: str) -> str:
+        if self.kind == "secret":  # not reached (any text is allowed), but never echo one
+            raw = "…"
         return f"{self.name}={raw!r} is not allowed: {self.name} takes {self.allowed()} ({self.meaning})"
 
     def default_value(self):
@@ -131,6 +138,13 @@ SETTINGS: tuple[Setting, ...] = (
             "runs one browser session may start", 1),
     Setting("RNNLAB_MAX_STORED_RUNS", "int", 500,
             "runs the store may hold: trainings and uploads beyond it are refused", 1),
+    Setting("RNNLAB_MAX_RUNS_PER_OWNER", "int", 50,
+            "runs of its own one browser (or signed-in user) may hold in the store: its "
+            "trainings and uploads beyond it are refused until it deletes one", 1),
+    Setting("RNNLAB_PRESENTER_KEY", "secret", None,
+            "the presenter's key: typed on the Runs page, it shows every run with its owner "
+            "and lets that session delete any (also read from the secret `presenter_key`)",
+            default_text="unset: nobody is presenter"),
     Setting("RNNLAB_MAX_SWEEP_RUNS", "int", 120,
             "training runs one sweep started from the Sweep page may have", 1),
     Setting("RNNLAB_MAX_SEQ_LEN", "int", 500,
@@ -219,7 +233,8 @@ def main(argv: list[str]) -> int:
     for s in SETTINGS:
         if os.environ.get(s.name, "").strip():
             try:
-                print(f"{s.name} = {get(s.name)}  (from the environment)")
+                value = "(set, not shown)" if s.kind == "secret" else get(s.name)
+                print(f"{s.name} = {value}  (from the environment)")
             except SettingError:
                 print(f"{s.name} = {os.environ[s.name]!r}  (not allowed, see below)")
         else:
