@@ -18,6 +18,7 @@ from core.presets import PRESETS, PURE_LAG_COMPARE, PURE_LAG_DEFAULT
 from core.sweeps import SweepError
 from core.tasks import make_task
 from core.runs import RunError, RunStore
+from ui import principle_view
 from ui.state import load_run, run_store
 from ui.bootstrap import ensure_app
 
@@ -495,3 +496,7 @@ else:
                "point: the share of seeds that solved it (held-out accuracy ≥ 0.99) with the "
                "Wilson 95% interval; above a point, the median steps to solve.")
     st.markdown(narrate.pure_lag_law_sentence(sweep, pure.labels(), pure.order))
+
+# ---------------------------------------------------------------- 6. the common principle
+
+principle_view.render(T, H, seed)
