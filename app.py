@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui import runtime
 from ui.bootstrap import mark_app_run, resume_intended_page
+from ui.state import keep_owner_cookie
 
 st.set_page_config(page_title="RNN Gradient Lab", page_icon=":material/science:", layout="wide")
 runtime.start_once()  # warm-up, a spare training process, gc.freeze: once per server
@@ -30,4 +31,6 @@ resume_intended_page(PAGES)
 # The landing wants the whole width of a projector's screen: its sidebar starts closed
 # (the navigation is one click away); the pages with a settings form open it.
 st.set_page_config(initial_sidebar_state="collapsed" if page is PAGES["learn"] else "auto")
+# Runs belong to the browser that made them (ui/owner.py): a new browser keeps its token.
+keep_owner_cookie()
 page.run()

@@ -57,7 +57,7 @@ def start(step: lessons.Step, key: str, widths=(2.2, 0.8, 0.1)):
     """The step's button and Stop, and the runs to show (only ever the step's own)."""
     job, datas, problem = attached_runs(key, accept=accepts(step))
     job, datas, started = start_stop_buttons(key, job, datas, step.configs, label=step.button,
-                                             widths=widths)
+                                             widths=widths, lesson=True)
     if problem and not started:
         st.info(problem)
     return job, datas
@@ -92,7 +92,7 @@ def landing() -> None:
         job, datas, problem = attached_runs("learn-race", accept=accepts(step))
         job, datas, _ = start_stop_buttons("learn-race", job, datas, step.configs,
                                            label=step.button, widths=(1.9, 0.8, 1.6),
-                                           label_results=False)
+                                           label_results=False, lesson=True)
     with top[1]:
         lesson_link(1, "Step by step: the lesson", icon=":material/school:")
     with top[2]:

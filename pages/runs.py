@@ -1,4 +1,5 @@
-"""Runs: every saved run — open one, compare several, download, delete, upload."""
+"""Runs: this visitor's saved runs and the shared ones — open one, compare several,
+download, delete (one's own), upload; the presenter sees and may delete every run."""
 
 import functools
 import json
@@ -10,15 +11,19 @@ from core import charts
 from core.archive import MAX_UPLOAD_BYTES, ArchiveError, chart_files, export_run, import_run
 from core.runs import RunError
 from ui.live import cached_chart, data_key, live_view, run_charts, status_header
+from ui.owner import presenter_key, presenter_login, presenter_logout
 from ui.runtime import live_job
-from ui.state import load_run, max_stored_runs, run_store
+from ui.state import delete_refusal, is_presenter, load_run, run_store, session_owner
+from ui.state import delete_run as delete_for_session
 from ui.bootstrap import ensure_app
 
 ensure_app("runs")
 
 LIST_COLUMNS = ["task", "arch", "seq_len", "status", "step", "steps", "eval_loss", "solved",
-                "created", "run_id"]
+                "created", "owner", "run_id"]
 OPEN_KEY = "runs_open"
+PRESENTER_NOTE = ("Presenter mode: you see every run of this server with its owner, and may "
+                  "delete any.")
 URL_SEEN_KEY = "runs_url_seen"
 
 store = run_store()
@@ -48,7 +53,7 @@ def delete_run(run_id):
         st.session_state["runs_flash"] = ("error", f"Run {run_id} is still training: stop it first.")
         return
     try:
-        store.delete(run_id)
+        delete_for_session(run_id)
     except (RunError, OSError) as e:
         st.session_state["runs_flash"] = ("error", f"Could not delete the run: {e}")
         return
@@ -58,13 +63,43 @@ def delete_run(run_id):
     st.session_state["runs_flash"] = ("success", f"Deleted run {run_id}.")
 
 
+def enter_presenter():
+    """The presenter key's button: check the key typed, then forget it."""
+    if presenter_login(st.session_state.get("runs_presenter_key", "")):
+        st.session_state["runs_flash"] = ("success", PRESENTER_NOTE)
+    else:
+        st.session_state["runs_flash"] = ("error", "That is not the presenter key.")
+    st.session_state["runs_presenter_key"] = ""
+
+
 st.title("Runs")
-st.caption("Every saved run of this server: open one to see its charts, compare a few, "
-           "download or delete them, or upload a run someone else trained.")
+presenter = is_presenter()
+me = session_owner()
+if presenter:
+    st.caption("Presenter mode: every saved run of this server, with its owner. Open one to "
+               "see its charts, compare a few, download or delete any.")
+else:
+    st.caption("Your saved runs and the shared ones (lesson runs, runs several visitors "
+               "trained): open one to see its charts, compare a few, download them, delete "
+               "your own, or upload a run someone else trained.")
 
 flash = st.session_state.pop("runs_flash", None)
 if flash:
     getattr(st, flash[0])(flash[1])
+
+# ---------------------------------------------------------------- presenter
+if presenter_key() is not None:
+    with st.expander("Presenter", expanded=False):
+        if presenter:
+            st.markdown("You are the presenter in this browser session.")
+            st.button("Leave presenter mode", key="runs_presenter_leave",
+                      on_click=presenter_logout)
+        else:
+            st.text_input("Presenter key", type="password", key="runs_presenter_key",
+                          help="The key in this deployment's secrets (presenter_key): "
+                               "shows every run with its owner and allows deleting any.")
+            st.button("Enter presenter mode", key="runs_presenter_enter",
+                      on_click=enter_presenter)
 
 # ---------------------------------------------------------------- upload
 with st.expander("Upload a run", expanded=False):
@@ -81,10 +116,10 @@ if uploaded is not None:       # the outcome shows even with the expander closed
             if uploaded.size > MAX_UPLOAD_BYTES:
                 raise ArchiveError(f"the file is {uploaded.size / 2**20:.1f} MiB, more than "
                                    f"the {MAX_UPLOAD_BYTES / 2**20:.0f} MiB allowed")
-            if len(store.ids()) >= max_stored_runs():
-                raise ArchiveError(f"the run store is full ({max_stored_runs()} runs): "
-                                   "delete runs first")
-            new_id = import_run(store, uploaded.getvalue(), uploaded.name)
+            refusal = store.room_refusal(1, me)
+            if refusal:
+                raise ArchiveError(refusal)
+            new_id = import_run(store, uploaded.getvalue(), uploaded.name, owner=me)
             results[fid] = ("ok", new_id)
             st.session_state[OPEN_KEY] = new_id     # open it (the selectbox comes later)
             set_url_run(new_id)
@@ -98,7 +133,7 @@ if uploaded is not None:       # the outcome shows even with the expander closed
 
 # ---------------------------------------------------------------- the list
 try:
-    listing = store.list()
+    listing = store.list(me, everything=presenter)
 except OSError as e:
     st.error(f"Cannot read the run store {store.root}: {e}")
     listing = pd.DataFrame(columns=LIST_COLUMNS)
@@ -112,6 +147,10 @@ else:
         column_config={
             "eval_loss": st.column_config.NumberColumn("eval_loss", format="%.4g"),
             "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+            "owner": st.column_config.TextColumn(
+                "owner", help="you; shared (handed to several visitors); lesson; no owner "
+                              "(from before runs had owners, or the command line)"
+                              + ("; visitor …: another visitor's" if presenter else "")),
         },
     )
 
@@ -125,7 +164,8 @@ if url_run != st.session_state.get(URL_SEEN_KEY):
     if url_ids and url_ids[0] in ids:
         st.session_state[OPEN_KEY] = url_ids[0]
     elif url_ids:
-        st.warning(f"The link names run {url_ids[0]!r}, which is not in the run store.")
+        st.warning(f"The link names run {url_ids[0]!r}, which is not in the run store "
+                   "(or is another visitor's).")
 if st.session_state.get(OPEN_KEY) not in ids:
     st.session_state[OPEN_KEY] = None
 run_id = st.selectbox("Open run", ids, key=OPEN_KEY, placeholder="Choose a run",
@@ -203,12 +243,16 @@ if run_id:
 
         st.subheader("Delete")
         training = job is not None or status.get("status") in ("running", "queued")
+        refusal = None if training else delete_refusal(run_id)
         if training:
             st.info("This run is still training: stop it on its page before deleting it.")
+        elif refusal:
+            st.info(f"You may not delete this run: {refusal}.")
         confirmed = st.checkbox("Yes, delete this run", key=f"runs_confirm_{run_id}",
-                                disabled=training)
+                                disabled=training or bool(refusal))
         st.button("Delete run", key="runs_delete", type="primary",
-                  disabled=training or not confirmed, on_click=delete_run, args=(run_id,))
+                  disabled=training or bool(refusal) or not confirmed, on_click=delete_run,
+                  args=(run_id,))
 
 # ---------------------------------------------------------------- compare
 st.divider()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from core.archive import export_run
 from core.config import TrainConfig
 from core.jobs import TrainingJob
-from core.runs import RunStore
+from core.owners import owner_id
+from core.runs import RunStore, write_json
 from pagetest import page_path
 
 PAGE = page_path("runs")
@@ -42,6 +44,35 @@ def one_run(runs_dir, trained_root) -> tuple[RunStore, str]:
     return store, store.ids()[0]
 
 
+TOKEN = "alice-browser-token-0001"   # the owner cookie of "this browser" (see ``me``)
+BOB = owner_id("bob-browser-token-0002")
+
+
+@pytest.fixture
+def me(monkeypatch) -> str:
+    """This browser's owner id: its cookie token, as st.context.cookies would give it."""
+    import ui.owner
+
+    monkeypatch.setattr(ui.owner, "browser_token", lambda: TOKEN)
+    return owner_id(TOKEN)
+
+
+def own(store: RunStore, run_id: str, owner: str | None, **fields) -> None:
+    """Make a stored run ``owner``'s (None: a run from before owners), with ``fields``."""
+    path = store.path(run_id) / "status.json"
+    status = json.loads(path.read_text())
+    status.pop("owner", None)
+    status.update(fields, **({"owner": owner} if owner else {}))
+    write_json(path, status)
+
+
+@pytest.fixture
+def my_run(one_run, me) -> tuple[RunStore, str]:
+    store, run_id = one_run
+    own(store, run_id, me)
+    return store, run_id
+
+
 def app() -> AppTest:
     return AppTest.from_file(PAGE, default_timeout=TIMEOUT)
 
@@ -69,8 +100,9 @@ def test_lists_the_run(one_run):
     assert not at.exception
     df = at.dataframe[0].value
     assert list(df.columns) == ["task", "arch", "seq_len", "status", "step", "steps",
-                                "eval_loss", "solved", "created", "run_id"]
+                                "eval_loss", "solved", "created", "owner", "run_id"]
     assert list(df["run_id"]) == [run_id]
+    assert df["owner"].iloc[0] == "no owner"       # trained outside the app: no one's
     assert df["status"].iloc[0] == "finished"
     box = at.selectbox(key="runs_open")
     assert box.label == "Open run" and box.options == [run_id] and box.value is None
@@ -135,8 +167,8 @@ def test_prepare_chart_images(one_run):
     assert "Loss chart PNG" in labels and "Heatmap SVG" in labels
 
 
-def test_delete_needs_confirmation(one_run):
-    store, run_id = one_run
+def test_delete_needs_confirmation(my_run):
+    store, run_id = my_run
     at = app().run()
     at.selectbox(key="runs_open").select(run_id).run()
     assert at.button(key="runs_delete").disabled
@@ -270,3 +302,107 @@ def test_upload_of_a_zip_of_random_files_says_it_is_not_a_run_archive(empty):
     error = texts(at.error)
     assert "this .zip is not a run archive: it holds 'holiday.jpg', 'data.bin'" in error
     assert "pickle files are never loaded" not in error
+
+
+# ---------------------------------------------------------------- who may touch what
+
+
+def test_another_visitors_run_is_neither_listed_nor_opened_by_its_link(one_run, me):
+    store, run_id = one_run
+    own(store, run_id, BOB)
+    at = app().run()
+    assert not at.exception
+    assert "No saved runs yet" in texts(at.info)
+    at = app()
+    at.query_params["run"] = run_id
+    at.run()
+    assert at.selectbox(key="runs_open").value is None and not charts(at)
+    assert "another visitor's" in texts(at.warning)
+    assert store.ids() == [run_id]
+
+
+def test_my_run_is_listed_as_mine_and_i_may_delete_it(my_run):
+    store, run_id = my_run
+    at = app().run()
+    assert at.dataframe[0].value["owner"].iloc[0] == "you"
+    at.selectbox(key="runs_open").select(run_id).run()
+    assert not at.checkbox(key=f"runs_confirm_{run_id}").disabled
+    assert "You may not delete" not in texts(at.info)
+
+
+@pytest.mark.parametrize("fields,label,reason", [
+    ({}, "no owner", "only the presenter may delete it"),
+    ({"shared": True}, "shared", "it is shared"),
+    ({"lesson": True}, "lesson", "it is a lesson run"),
+])
+def test_runs_of_no_one_are_listed_and_opened_but_not_deletable(one_run, me, fields, label,
+                                                                 reason):
+    store, run_id = one_run
+    own(store, run_id, BOB if fields else None, **fields)
+    at = app().run()
+    assert at.dataframe[0].value["owner"].iloc[0] == label
+    at.selectbox(key="runs_open").select(run_id).run()
+    assert not at.exception and len(charts(at)) >= 3
+    assert "Download run (.zip)" in [b.label for b in at.get("download_button")]
+    assert reason in texts(at.info)
+    assert at.checkbox(key=f"runs_confirm_{run_id}").disabled
+    assert at.button(key="runs_delete").disabled
+
+
+def test_the_presenter_key_shows_every_run_with_its_owner_and_allows_deleting_any(
+        one_run, me, monkeypatch):
+    store, run_id = one_run
+    own(store, run_id, BOB)
+    monkeypatch.setenv("RNNLAB_PRESENTER_KEY", "open sesame")
+    at = app().run()
+    assert "No saved runs yet" in texts(at.info)
+    key = at.text_input(key="runs_presenter_key")
+    assert key.label == "Presenter key"
+    key.input("open says me").run()
+    at.button(key="runs_presenter_enter").click().run()
+    assert "not the presenter key" in texts(at.error)
+    assert not at.dataframe
+    at.text_input(key="runs_presenter_key").input("open sesame").run()
+    at.button(key="runs_presenter_enter").click().run()
+    assert not at.exception
+    assert "Presenter mode" in texts(at.success)
+    assert at.button(key="runs_presenter_leave").label == "Leave presenter mode"
+    assert at.session_state["runs_presenter_key"] == ""   # the key typed is not kept
+    assert at.dataframe[0].value["owner"].iloc[0] == f"visitor {BOB[2:8]}"
+    at.selectbox(key="runs_open").select(run_id).run()
+    at.checkbox(key=f"runs_confirm_{run_id}").check().run()
+    at.button(key="runs_delete").click().run()
+    assert not at.exception and store.ids() == []
+    assert "Deleted run" in texts(at.success)
+
+
+def test_the_presenter_key_may_come_from_the_deployments_secrets(one_run, me):
+    store, run_id = one_run
+    at = app()
+    at.run()
+    assert not at.text_input      # no key configured: nobody is presenter, no field
+    at = app()
+    at.secrets["presenter_key"] = "from secrets"
+    at.run()
+    at.text_input(key="runs_presenter_key").input("from secrets").run()
+    at.button(key="runs_presenter_enter").click().run()
+    assert "Presenter mode" in texts(at.success)
+    assert list(at.dataframe[0].value["run_id"]) == [run_id]
+
+
+def test_an_upload_is_the_uploaders_and_counts_toward_their_cap(my_run, monkeypatch):
+    store, run_id = my_run
+    data = export_run(store, run_id)
+    at = app().run()
+    at.file_uploader(key="runs_upload").set_value(("run.zip", data, "application/zip"))
+    at.run()
+    new_id = next(i for i in store.ids() if i != run_id)
+    assert store.read_status(new_id)["owner"] == owner_id(TOKEN)
+    monkeypatch.setenv("RNNLAB_MAX_RUNS_PER_OWNER", "2")
+    at = app().run()
+    at.file_uploader(key="runs_upload").set_value(("again.zip", data, "application/zip"))
+    at.run()
+    assert not at.exception
+    error = texts(at.error)
+    assert "you have 2 runs of your own" in error and "delete one of your runs" in error
+    assert len(store.ids()) == 2

@@ -6,6 +6,10 @@
   session ends, Streamlit calls ``on_release`` and the jobs are handed to the
   global registry, which stops them after a grace period unless a reload of the
   page claims them back (its URL carries ``run=<id>``).
+* ``session_owner()``: whom this session's runs belong to (core.owners): the signed-in
+  user of ``st.login``, else the token the browser keeps in the ``rnnlab_owner`` cookie
+  (ui/owner.py sets it when the browser has none), kept on ``session_jobs()``;
+  ``is_presenter()``: whether this session typed the presenter's key.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import streamlit as st
 from core import captions, settings
 from core.config import ConfigError
 from core.jobs import TrainingJob
+from core.owners import visible
 from core.runs import RunData, RunError, RunStore
+from ui import owner
 from ui.runtime import registry
 
 
@@ -30,6 +36,10 @@ class SessionJobs:
     def __init__(self):
         self.jobs: dict[str, TrainingJob] = {}
         self.started = 0  # runs started by this session (a per-session cap)
+        # Whom the session stands for (core.jobs.JobRegistry reads ``owner``): an owner id
+        # (core.owners.owner_id), set by session_owner() on first use.
+        self.owner: str | None = None
+        self.cookie_to_set: str | None = None  # a new token the browser should keep
 
     def get(self, page: str) -> TrainingJob | None:
         return self.jobs.get(page)
@@ -49,6 +59,35 @@ def session_jobs() -> SessionJobs:
     return SessionJobs()
 
 
+def session_owner() -> str:
+    """The owner id of this session's runs (core.owners), decided once per session
+    (ui.owner.resolve_owner): the signed-in user, else the browser's cookie token, else a
+    new token this session uses at once and asks the browser to keep."""
+    return owner.resolve_owner(session_jobs())
+
+
+def keep_owner_cookie() -> None:
+    """app.py, every run: ask the browser to keep this session's new owner token."""
+    owner.keep_owner_cookie(session_jobs())
+
+
+def is_presenter() -> bool:
+    """Whether this session typed the presenter's key (ui.owner.presenter_login)."""
+    return owner.is_presenter()
+
+
+def may_open(run_id: str) -> bool:
+    """Whether this session may see a stored run (core.owners.visible; the presenter sees
+    every run). A run that cannot be read is left to the loader to report."""
+    if is_presenter():
+        return True
+    try:
+        status = run_store().read_status(run_id)
+    except RunError:
+        return True
+    return visible(status, session_owner())
+
+
 class LimitReached(Exception):
     """A per-session or per-server cap refuses a new training; the message says which."""
 
@@ -59,11 +98,13 @@ def max_stored_runs() -> int:
     return settings.get("RNNLAB_MAX_STORED_RUNS")
 
 
-def start_job(page: str, configs) -> TrainingJob:
+def start_job(page: str, configs, lesson: bool = False) -> TrainingJob:
     """Start a training job for this session's ``page`` and remember it in the URL.
+    Its runs are this session's owner's (``lesson``: lesson runs, core.owners).
 
     Raises LimitReached when this session has started too many runs
-    ($RNNLAB_MAX_RUNS_PER_SESSION, default 50) or the store is full
+    ($RNNLAB_MAX_RUNS_PER_SESSION, default 50), its owner holds too many
+    ($RNNLAB_MAX_RUNS_PER_OWNER, default 50) or the store is full
     ($RNNLAB_MAX_STORED_RUNS, default 500), so one visitor cannot fill the disk.
     """
     jobs = session_jobs()
@@ -71,12 +112,13 @@ def start_job(page: str, configs) -> TrainingJob:
     if jobs.started + len(configs) > per_session:
         raise LimitReached(f"This session has started {jobs.started} runs, the limit on this "
                            f"server is {per_session}. Reload the page to start a new session.")
-    stored = max_stored_runs()
-    if len(run_store().ids()) + len(configs) > stored:
-        raise LimitReached(f"The run store is full ({stored} runs): delete runs on the Runs "
-                           "page first.")
+    me = session_owner()
+    refusal = run_store().room_refusal(len(configs), me)
+    if refusal:
+        raise LimitReached(f"Not started: {refusal}.")
     # Trainings run in child processes ($RNNLAB_WORKER=thread keeps them in-process).
-    job = TrainingJob(list(configs), store=run_store(), mode=settings.get("RNNLAB_WORKER")).start()
+    job = TrainingJob(list(configs), store=run_store(), mode=settings.get("RNNLAB_WORKER"),
+                      owner=me, lesson=lesson).start()
     jobs.started += len(configs)
     registry().register(job)
     session_jobs().set(page, job)
@@ -105,6 +147,9 @@ def attached_runs(page: str, accept=None) -> tuple[TrainingJob | None, list[RunD
     live = registry().get(url_ids[0])
     if live is not None and accept is not None and not accept([r.config for r in live.runs]):
         return None, [], _refused(url_ids)
+    hidden = [i for i in url_ids if not may_open(i)]
+    if hidden:
+        return None, [], _not_yours(hidden)
     if live is not None:
         session_jobs().set(page, live)  # watched, hence claimed back from a release
         return live, [r.data for r in live.runs], None
@@ -118,6 +163,12 @@ def attached_runs(page: str, accept=None) -> tuple[TrainingJob | None, list[RunD
     if datas and accept is not None and not accept([d.config for d in datas]):
         return None, [], _refused(url_ids)
     return None, datas, "; ".join(problems) or None
+
+
+def _not_yours(run_ids: list[str]) -> str:
+    s = "s" if len(run_ids) > 1 else ""
+    return (f"The link names run{s} {', '.join(run_ids)} of another visitor: not shown "
+            "(each visitor sees their own runs and the shared ones).")
 
 
 def _refused(run_ids: list[str]) -> str:
@@ -167,12 +218,13 @@ def _load_cached(root: str, run_id: str, stamp: int) -> RunData:
 
 def start_stop_buttons(page: str, job: TrainingJob | None, datas: list[RunData], make_configs,
                        *, label: str = "Train", can_start: bool = True,
-                       widths=(1, 1, 6), label_results: bool = True,
+                       widths=(1, 1, 6), label_results: bool = True, lesson: bool = False,
                        ) -> tuple[TrainingJob | None, list[RunData], bool]:
     """The start and Stop buttons of a training page (Train, Compare, the lesson).
 
     ``make_configs()`` gives the configurations to train when the start button is
-    pressed. Returns (job, datas, started): a refused start (a limit reached) is
+    pressed (``lesson``: the lesson's fixed settings, whose runs every visitor is handed:
+    core.owners). Returns (job, datas, started): a refused start (a limit reached) is
     shown as an error and keeps what the page had. Below the buttons, unless
     ``label_results`` is False, :func:`results_label` names the runs shown and their
     settings, and marks them when the page's settings have changed since.
@@ -182,7 +234,7 @@ def start_stop_buttons(page: str, job: TrainingJob | None, datas: list[RunData],
     started = False
     if c1.button(label, type="primary", disabled=running or not can_start):
         try:
-            job, datas, how = train_or_attach(page, make_configs())
+            job, datas, how = train_or_attach(page, make_configs(), lesson=lesson)
             started = True
             if how in ATTACH_NOTES:
                 st.info(ATTACH_NOTES[how])
@@ -217,15 +269,17 @@ LEFT_NOTE = ("Other sessions are watching this run, so it goes on training for t
              "page has left it. Press Train to watch it again.")
 
 
-def train_or_attach(page: str, configs) -> tuple[TrainingJob | None, list[RunData], str]:
+def train_or_attach(page: str, configs, lesson: bool = False,
+                    ) -> tuple[TrainingJob | None, list[RunData], str]:
     """A Train press: (job or None, run data, how), ``how`` being "started",
     "attached" (the identical run is training: watch it live) or "opened" (it is
     finished: the saved run). Only "started" counts toward this session's caps
     (start_job raises LimitReached)."""
     configs = list(configs)
     jobs = session_jobs()
+    session_owner()  # the registry reads jobs.owner: whom this press is for
     got = registry().train_or_attach(configs, run_store(), jobs, page,
-                                     lambda identity: start_job(page, configs))
+                                     lambda identity: start_job(page, configs, lesson))
     if got.job is not None:
         jobs.jobs[page] = got.job
         datas = [r.data for r in got.job.runs]
@@ -238,6 +292,19 @@ def train_or_attach(page: str, configs) -> tuple[TrainingJob | None, list[RunDat
 
 def delete_refusal(run_id: str) -> str | None:
     """Why this session may not delete (or rename) ``run_id``, or None when it may: the
-    run is training, another session watches it, or it is shared. The Runs page calls
-    this before deleting and shows the reason (core.jobs.JobRegistry.delete_refusal)."""
-    return registry().delete_refusal(run_id, session_jobs(), run_store())
+    run is training, another session watches it, or it is not this session's owner's
+    (shared, a lesson run, another visitor's, or without owner), unless the session is
+    the presenter's. The Runs page calls this before deleting and shows the reason
+    (core.jobs.JobRegistry.delete_refusal)."""
+    session_owner()
+    return registry().delete_refusal(run_id, session_jobs(), run_store(),
+                                     presenter=is_presenter())
+
+
+def delete_run(run_id: str) -> None:
+    """Delete ``run_id`` for this session; raises RunError saying why when it may not
+    (:func:`delete_refusal`, then the store's own check: core.runs.RunStore.delete)."""
+    refusal = delete_refusal(run_id)
+    if refusal:
+        raise RunError(f"run {run_id!r} cannot be deleted: {refusal}")
+    run_store().delete(run_id, force=is_presenter(), by=session_owner())
