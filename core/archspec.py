@@ -32,6 +32,7 @@ class ArchSpec:
     fixed: bool                   # True: by construction; False: learned through a gate
     gives_up: str = ""            # what the answer costs
     derived: tuple[str, ...] = ()  # options computed from the task (t_max: its steps)
+    path: str = "h"               # the state that carries through time (LSTM, sLSTM: c)
 
 
 SPECS: tuple[ArchSpec, ...] = (
@@ -47,7 +48,7 @@ SPECS: tuple[ArchSpec, ...] = (
              ("h", "c"), ("i", "f", "g", "o"), "f", 4, 1997,
              "Hochreiter & Schmidhuber 1997; Gers et al. 2000",
              "the cell path c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t: gain f_t, learned", False,
-             "four gates' compute; the gate must first be taught to open"),
+             "four gates' compute; the gate must first be taught to open", path="c"),
     ArchSpec("gru", "GRU", "core.cells:GRULayer", ("gate_init", "chrono_tmax"),
              ("h",), ("r", "z", "n"), "z", 3, 2014, "Cho et al. 2014",
              "h_t = z_t ⊙ h_{t−1} + (1 − z_t) ⊙ n_t: gain z_t, learned", False,
@@ -81,7 +82,8 @@ SPECS: tuple[ArchSpec, ...] = (
              "Beck et al. 2024 (xLSTM), arXiv 2405.04517",
              "exponential input gate with stabiliser m and normaliser n: cell gain "
              "exp(f̃_t + m_{t−1} − m_t), learned", False,
-             "sequential (memory mixing through h); needs the stabiliser to stay finite"),
+             "sequential (memory mixing through h); needs the stabiliser to stay finite",
+             path="c"),
 )
 
 SPEC: dict[str, ArchSpec] = {s.name: s for s in SPECS}

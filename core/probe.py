@@ -72,10 +72,11 @@ def probe(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor) ->
     frames = []
     offset = len(params)
     gate_names = set(getattr(model.recurrent, "gate_names", ()))
-    for (name, rec), lst in zip(blocks, node_lists):
+    n_states = len(u.states)
+    for k, ((name, rec), lst) in enumerate(zip(blocks, node_lists)):
         g = stack_gradients(rec, list(grads[offset : offset + len(lst)]))  # (T, B, width)
         offset += len(lst)
-        if name in _GATE_BLOCKS:
+        if k >= n_states and name in _GATE_BLOCKS:     # a gate block (sLSTM's state n is not)
             parts = _GATE_BLOCKS[name]
             chunks = g.chunk(len(parts), dim=2)
             named = [(q, c) for q, c in zip(parts, chunks) if q in gate_names]
