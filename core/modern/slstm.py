@@ -43,7 +43,8 @@ b = ĩ_t: ∂m_t/∂a = 1 where a > b and 0 where a < b (∂m_t/∂b the complem
 ``torch.maximum`` gives ½ to each. Whatever the branch, the total ∂ℓ/∂m_t that
 ``unroll(record=True)`` exposes is 0 up to rounding (the paths through i′_t, f′_t and
 f′_{t+1}, m_{t+1} cancel), so the probe's m row shows rounding noise: ~1e-16 of the other
-rows' scale in float64, ~1e-7 in float32. ``forward`` (the training path) therefore treats m
+rows' scale in float64, ~1e-8 in float32 (measured at init, adding task, T = 20, H = 16:
+‖∂ℓ/∂m_t‖ ≤ 7e-9 where ‖∂ℓ/∂c_t‖ reaches 0.48). ``forward`` (the training path) therefore treats m
 as a constant (``detach``), as the reference's CUDA backward does (it returns no gradient for
 m): the same parameter gradients in exact arithmetic, without the cancelling terms.
 
@@ -58,15 +59,17 @@ Salazar 2019 with fan-in I).
 
 Why the cell path's per-step gain stays near 1. ∂c_t/∂c_{t−1} has the direct term f′_t, the
 ``gain`` we record. Whenever the carried mass dominates the new input (the max takes its
-forget branch), f′_t = exp(0) = 1 exactly: the cell carries its content (and its gradient)
-unchanged, and the forgetting f_t < 1 goes into m_t and the normaliser n_t instead of
-shrinking c. Only when the exponential input gate outbids the carried mass (ĩ_t > log f_t +
-m_{t−1}) does f′_t = f_t e^{m_{t−1} − ĩ_t} < f_t drop: the cell revises what it stored, which
-is the paper's motivation for exponential gating. At init (R = 0, W small) the b_f = 5 unit
-takes the forget branch on most steps, so ``gain_max`` sits near 1, while the units with
-negative b_f are overwritten every step and pull the mean ``gain`` down. The recurrent weights
-are 0 at init, so h_{t−1} reaches nothing but through training: the gradient to early steps
-travels through c and n only, until R grows.
+forget branch), f′_t = exp(0) = 1 exactly: the cell path carries c (and ∂ℓ/∂c) unchanged,
+and the forgetting f_t < 1 goes into m_t (m_t = m_{t−1} + log f_t) and into the new input's
+weight i′_t = exp(ĩ_t − m_t) ≤ 1, which n_t = n_{t−1} + i′_t normalises. Only when the
+exponential input gate outbids the carried mass (ĩ_t > log f_t + m_{t−1}) is
+f′_t = f_t e^{m_{t−1} − ĩ_t} < 1: the cell revises what it stored, the paper's motivation for
+exponential gating. At init (R = 0, W small) the b_f = 5 unit takes the forget branch on most
+steps, so ``gain_max`` sits near 1, while the units with negative b_f are outbid nearly every step and pull the mean
+``gain`` down (measured, I = 3, H = 16, 50 steps of N(0, 1) input, seed 0: mean gain 0.13, gain_max 0.96).
+The recurrent weights are 0 at init, so h_{t−1} reaches nothing until training grows R: the
+gradient to early steps travels through c and n only (a task scored at its last step sees
+∂ℓ/∂h_t = 0 for every earlier t at init, the probe's vanishing ratio 0).
 """
 
 from __future__ import annotations
