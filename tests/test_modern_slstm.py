@@ -224,10 +224,8 @@ def test_core_probe_profile_is_the_norm_of_these_gradients():
         assert got == pytest.approx(want[q], rel=1e-12, abs=1e-14), q
 
 
-@pytest.mark.xfail(strict=False, reason="core/probe.py splits every recorded name found in "
-                   "_GATE_BLOCKS, states included: the state n (normaliser) is taken for the "
-                   "GRU's gate block 'n' and dropped, since 'n' is not an sLSTM gate")
 def test_core_probe_reports_every_state_and_gate():
+    """The state n shares its name with the GRU's gate block n; the probe must not split it."""
     profile, _ = _probe_and_autograd()
     assert set(profile.quantity) == set(QUANTITIES)
 

@@ -65,8 +65,9 @@ weight i′_t = exp(ĩ_t − m_t) ≤ 1, which n_t = n_{t−1} + i′_t normalis
 exponential input gate outbids the carried mass (ĩ_t > log f_t + m_{t−1}) is
 f′_t = f_t e^{m_{t−1} − ĩ_t} < 1: the cell revises what it stored, the paper's motivation for
 exponential gating. At init (R = 0, W small) the b_f = 5 unit takes the forget branch on most
-steps, so ``gain_max`` sits near 1, while the units with negative b_f are outbid nearly every step and pull the mean
-``gain`` down (measured, I = 3, H = 16, 50 steps of N(0, 1) input, seed 0: mean gain 0.13, gain_max 0.96).
+steps, so ``gain_max`` sits near 1, while the units with negative b_f are outbid nearly every
+step and pull the mean ``gain`` down (measured, I = 3, H = 16, 50 steps of N(0, 1) input,
+seed 0: mean gain 0.13, gain_max 0.96).
 The recurrent weights are 0 at init, so h_{t−1} reaches nothing until training grows R: the
 gradient to early steps travels through c and n only (a task scored at its last step sees
 ∂ℓ/∂h_t = 0 for every earlier t at init, the probe's vanishing ratio 0).
