@@ -38,8 +38,10 @@ OWNER_COOKIE = "rnnlab_owner"
 COOKIE_DAYS = 365
 PRESENTER_FLAG = "_rnnlab_presenter"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
-# The container holding the script takes no room on the page (CSS: display none).
-_HIDE = "<style>.st-key-rnnlab_owner_cookie { display: none; }</style>"
+# The container holding the script takes no room on the page: it and its layout wrapper,
+# a flex item of the page (which, shown, adds the page's 1rem gap), are not displayed.
+_HIDE = ("<style>.st-key-rnnlab_owner_cookie, [data-testid='stLayoutWrapper']"
+         ":has(> .st-key-rnnlab_owner_cookie) { display: none; }</style>")
 _SET_COOKIE = """<script>
 (function () {{
   var secure = window.location.protocol === "https:" ? "; Secure" : "";
