@@ -7,6 +7,7 @@ two workers on a quiet machine (BENCHMARKS.md, "Sweeps").
 
 from __future__ import annotations
 
+from core.archspec import MODERN
 from core.sweeps.spec import SweepError, SweepSpec
 
 # The pure lag (issue 16): recall, the symbol seen at step 0 reported after T - 1
@@ -28,6 +29,22 @@ TEMPORAL_ORDER = SweepSpec(
     tasks=("temporal_order",), variants=PURE_LAG.variants, seq_lens=(20, 50, 100), seeds=3,
     steps=2000, base=PURE_LAG.base)
 
+# The later architectures (issue 17) on the same pure lag, at their papers' inits: does a
+# gain near 1 by construction (IndRNN, orthogonal, LRU) bridge it where a gate at a half
+# (minGRU, minLSTM, sLSTM; the LSTM's default of the sweep above) cannot learn to open?
+# Two seeds and 1500 steps to keep it within a quarter of an hour on two cores.
+PURE_LAG_MODERN_PRESET = "pure-lag-modern: recall T 50…200, the six later architectures × 2 seeds"
+PURE_LAG_MODERN = SweepSpec(
+    tasks=("recall",), variants=MODERN, seq_lens=(50, 100, 200), seeds=2, steps=1500,
+    base=PURE_LAG.base)
+
+# Adding (Hochreiter & Schmidhuber 1997, experiment 4), where short-lag markers give every
+# gate its first gradient: the same architectures at T up to 400.
+ADDING_MODERN_PRESET = "adding-modern: adding T 50…400, the six later architectures × 2 seeds"
+ADDING_MODERN = SweepSpec(
+    tasks=("adding",), variants=MODERN, seq_lens=(50, 100, 200, 400), seeds=2, steps=1500,
+    base={"hidden_size": 32, "batch_size": 64, "lr": 0.003, "clip": 1.0})
+
 DEMO_PRESET = "demo: 3 archs × T 10,20,50,100 × 3 seeds on adding"
 SWEEP_PRESETS: dict[str, SweepSpec] = {
     DEMO_PRESET: SweepSpec(tasks=("adding",), variants=("rnn_tanh", "lstm", "gru"),
@@ -41,6 +58,8 @@ SWEEP_PRESETS: dict[str, SweepSpec] = {
         seq_lens=(20, 50, 100, 200), seeds=3, steps=3000),
     PURE_LAG_PRESET: PURE_LAG,
     TEMPORAL_ORDER_PRESET: TEMPORAL_ORDER,
+    PURE_LAG_MODERN_PRESET: PURE_LAG_MODERN,
+    ADDING_MODERN_PRESET: ADDING_MODERN,
 }
 
 
