@@ -135,7 +135,8 @@ def attached_runs(page: str, accept=None) -> tuple[TrainingJob | None, list[RunD
     registry (claimed back after a reload) or the saved runs from the store.
     ``accept(configs)``, if given, decides whether runs with these configs belong on
     the page (a lesson step shows only runs of its own settings); runs it refuses are
-    not shown, and the problem message says why.
+    not shown, and the problem message says why; so are another visitor's runs
+    (core.owners.visible: a visitor opens their own runs and the shared ones).
     """
     job = session_jobs().get(page)
     url_ids = [i for i in st.query_params.get("run", "").split(",") if i]
