@@ -81,7 +81,7 @@ SPECS: tuple[ArchSpec, ...] = (
              ("h", "c", "n", "m"), ("i", "f", "z", "o"), "gain", 4, 2024,
              "Beck et al. 2024 (xLSTM), arXiv 2405.04517",
              "exponential input gate with stabiliser m and normaliser n: cell gain "
-             "exp(f̃_t + m_{t−1} − m_t), learned", False,
+             "f′_t = exp(log σ(f̃_t) + m_{t−1} − m_t), learned", False,
              "sequential (memory mixing through h); needs the stabiliser to stay finite",
              path="c"),
 )

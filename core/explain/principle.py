@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from core.archspec import ARCHS, SPEC
+from core.probe import _ratio_of, _reach_of
 from core.explain.jacobians import (
     HIDDEN,
     JAC_BATCH,
@@ -88,7 +89,7 @@ def principle(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
     construction; False: learned through a gate), path (the state measured), factor (the
     per-step factor of ‖∂p_{T−1}/∂p_t‖₂), jac_first (that norm at the largest lag T−1),
     carry_mean and carry_max (the recorded carry gain, NaN for the plain RNNs), reach and
-    ratio (the probe's), step_ms (one training step's forward and backward, median),
+    ratio (the probe's, of ‖∂ℓ/∂p_t‖ along the path), step_ms (one training step's forward and backward, median),
     answer and gives_up (the registry's words for what the numbers measure).
 
     ``curves``: label, arch, lag, jacobian_norm: the path's Jacobian norm against the lag.
@@ -103,13 +104,16 @@ def principle(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
         curves.append(pd.DataFrame({"label": label, "arch": arch,
                                     "lag": np.arange(T)[::-1], "jacobian_norm": norms}))
         xp, yp = sample_batch(t, PROBE_BATCH, seed + 1)
-        summary, _, _ = probe_summary(model, t, xp, yp)
+        summary, profile, _ = probe_summary(model, t, xp, yp)
         carry_mean, carry_max = _carry(summary, arch)
+        # The reach along the path (the LSTM's and sLSTM's cell c, else h): sLSTM's h has no
+        # gradient from later steps at init (its recurrent matrix R starts at 0).
+        g = profile[profile["quantity"] == path].sort_values("t")["grad_norm"].to_numpy(float)
         rows.append(dict(
             label=label, arch=arch, fixed=SPEC[arch].fixed, path=path,
             factor=per_step_factor(norms), jac_first=float(norms[0]),
             carry_mean=carry_mean, carry_max=carry_max,
-            reach=int(summary["gradient_reach"]), ratio=float(summary["vanishing_ratio"]),
+            reach=_reach_of(g), ratio=_ratio_of(g),
             step_ms=1e3 * _step_seconds(model, t, seed),
             answer=SPEC[arch].answer, gives_up=SPEC[arch].gives_up))
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
