@@ -33,6 +33,7 @@ class ArchSpec:
     gives_up: str = ""            # what the answer costs
     derived: tuple[str, ...] = ()  # options computed from the task (t_max: its steps)
     path: str = "h"               # the state that carries through time (LSTM, sLSTM: c)
+    probe_note: str = ""          # what a reader of its heatmaps must know
 
 
 SPECS: tuple[ArchSpec, ...] = (
@@ -66,12 +67,17 @@ SPECS: tuple[ArchSpec, ...] = (
     ArchSpec("lru", "LRU", "core.modern.lru:LRULayer", (),
              ("h",), (), "gain", 2, 2023, "Orvieto et al. 2023, arXiv 2303.06349",
              "a diagonal complex linear recurrence, |λ| initialised in a ring near 1", True,
-             "no nonlinearity in time (it sits in the readout); complex state"),
+             "no nonlinearity in time (it sits in the readout); complex state",
+             probe_note="h is the complex state x_t; its gradient's norm is over the real and "
+             "imaginary parts (the modulus of the complex gradient). No gates: C shows the "
+             "gain |λ| (constant in t) and the state's mean modulus."),
     ArchSpec("mingru", "minGRU", "core.modern.minrnn:MinGRULayer", (),
              ("h",), ("z", "g"), "gain", 1.5, 2024, "Feng et al. 2024, arXiv 2410.01201",
              "h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t with z_t from x_t only: gain 1 − z_t, "
              "learned; linear in h, so a parallel scan", False,
-             "the gates cannot see the state (no h_{t−1} in them)"),
+             "the gates cannot see the state (no h_{t−1} in them)",
+             probe_note="Gates from x_t only: z (update, z → 0 carries h) and g (the candidate "
+             "h̃'s pre-activation). The gain is 1 − z_t."),
     ArchSpec("minlstm", "minLSTM", "core.modern.minrnn:MinLSTMLayer", (),
              ("h",), ("f", "i", "g"), "gain", 2, 2024, "Feng et al. 2024, arXiv 2410.01201",
              "h_t = f′_t ⊙ h_{t−1} + i′_t ⊙ h̃_t, f′ = f/(f + i) from x_t only: gain f′_t, "
@@ -83,7 +89,9 @@ SPECS: tuple[ArchSpec, ...] = (
              "exponential input gate with stabiliser m and normaliser n: cell gain "
              "f′_t = exp(log σ(f̃_t) + m_{t−1} − m_t), learned", False,
              "sequential (memory mixing through h); needs the stabiliser to stay finite",
-             path="c"),
+             path="c", probe_note="h = o ⊙ c / n. The stabiliser m cancels in h, so its total "
+             "derivative is exactly 0: its row shows float rounding only. At init R = 0, so h "
+             "gets no gradient from later steps; the memory is the cell c."),
 )
 
 SPEC: dict[str, ArchSpec] = {s.name: s for s in SPECS}

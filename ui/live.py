@@ -24,7 +24,7 @@ try:  # Streamlit's own Altair → Vega-Lite conversion (private; pinned version
 except ImportError:  # pragma: no cover - a different Streamlit: the fallback below
     _st_altair_to_spec = None
 
-from core import charts
+from core import archspec, charts
 from core.jobs import TrainingJob
 from core.narrate import describe_gradient, probe_context, ratio_scale, sci
 from core.probe import summarise
@@ -276,14 +276,17 @@ def run_charts(data: RunData, key: str) -> None:
                "brighter on the left = it grows back through time (exploding).")
     cached_chart(("heatA", "h") + probed, f"{key}_heatA",
                  lambda: charts.grad_time_heatmap(probes, "h"))
-    if arch == "lstm":
-        st.caption("The same for the cell state c_t: the additive path whose gain is the forget gate.")
+    if arch in archspec.SPEC and archspec.SPEC[arch].path == "c":
+        st.caption("The same for the cell state c_t: the additive path whose gain is the forget "
+                   "gate" + (" (sLSTM: the stabilised f′)." if arch == "slstm" else "."))
         cached_chart(("heatA", "c") + probed, f"{key}_heatA_c",
                      lambda: charts.grad_time_heatmap(probes, "c"))
     st.subheader("B · Gradient by time step and gate")
     st.caption("h, the LSTM's cell c and each gate's pre-activation (i f g o; the GRU's r z n), "
                "at one probe. A blank gate cell is a gradient of exactly 0: a path that does not "
                "exist (f at t = 0 multiplies c₋₁ = 0).")
+    if arch in archspec.SPEC and archspec.SPEC[arch].probe_note:
+        st.caption(f"{archspec.SPEC[arch].label}: {archspec.SPEC[arch].probe_note}")
     chosen = _probe_step_picker(tables["steps"], f"{key}_probe_step")
     latest = chosen == tables["steps"][-1]
     text = _reading(data, probed, s, chosen)
@@ -295,7 +298,10 @@ def run_charts(data: RunData, key: str) -> None:
         st.subheader("C · Mean gate activation by time step")
         st.caption("What the gates do: f near 1 keeps the cell (and its gradient); "
                    "z near 1 carries the GRU state. f_max / z_max: the most open unit "
-                   "(its batch mean), which the mean over units hides.")
+                   "(its batch mean), which the mean over units hides."
+                   + (f" gain: {archspec.SPEC[arch].label}'s carry path, "
+                      f"{archspec.SPEC[arch].answer}; gain_max its most carrying unit."
+                      if arch in archspec.SPEC and archspec.SPEC[arch].carry == "gain" else ""))
         cached_chart(("heatC", chosen) + probed, f"{key}_heatC",
                      lambda: charts.activation_heatmap(gates, step=chosen))
     st.subheader("Gradient reach over training")
