@@ -77,14 +77,19 @@ def is_presenter() -> bool:
 
 
 def may_open(run_id: str) -> bool:
-    """Whether this session may see a stored run (core.owners.visible; the presenter sees
-    every run). A run that cannot be read is left to the loader to report."""
+    """Whether this session may see a run (core.owners.visible; the presenter sees every
+    run), from its live status while it trains (``shared`` reaches the disk at the next
+    flush only), else from the store. A run that cannot be read is left to the loader."""
     if is_presenter():
         return True
-    try:
-        status = run_store().read_status(run_id)
-    except RunError:
-        return True
+    job = registry().get(run_id)
+    status = next((r.data.status_copy() for r in job.runs if r.run_id == run_id),
+                  None) if job is not None else None
+    if status is None:
+        try:
+            status = run_store().read_status(run_id)
+        except RunError:
+            return True
     return visible(status, session_owner())
 
 
