@@ -1,0 +1,144 @@
+"""Orthogonal RNN: a tanh RNN whose W_hh stays orthogonal in training (expRNN:
+Lezcano-Casado & Martínez-Rubio 2019, "Cheap Orthogonal Constraints in Neural Networks:
+A Simple Parametrization of the Orthogonal and Unitary Group", ICML, arXiv 1901.08428).
+
+.. math::
+    h_t &= \\tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t−1} + b_{hh}) \\
+    W_{hh} &= B \\exp(A), \\quad A = X_{\\downarrow} − X_{\\downarrow}^⊤
+
+the Elman RNN of torch.nn.RNN(nonlinearity="tanh") (same parameters, same layout:
+``weight_ih`` (hidden, input), ``weight_hh`` (hidden, hidden), ``bias_ih``, ``bias_hh``),
+except that W_hh is not a free matrix. It is torch's maintained parametrisation,
+``torch.nn.utils.parametrizations.orthogonal(orthogonal_map="matrix_exp",
+use_trivialization=True)``: the trained tensor is X (``parametrizations.weight_hh.original``),
+its lower triangle X↓ gives a skew-symmetric A (Aᵀ = −A), and the exponential of a
+skew-symmetric matrix is orthogonal, exp(A)ᵀ exp(A) = exp(−A) exp(A) = I, whatever X is.
+So no gradient step can leave the orthogonal group: no projection, no penalty.
+
+Why these two options, as expRNN does:
+
+* ``matrix_exp``: expRNN's map is the exponential (its "cayley" mode is the comparison,
+  not the method). exp reaches every rotation (all of SO(n)), where the Cayley map misses
+  the matrices with eigenvalue −1.
+* ``use_trivialization=True``: W_hh = B exp(A) with the base B (a buffer,
+  ``parametrizations.weight_hh.base``) set to the initial W_hh, and X starting where A = 0.
+  That is expRNN's trivialisation B·exp(A) (the "dtriv" of Lezcano-Casado 2019,
+  "Trivializations for Gradient-Based Optimization on Manifolds", with one change of basis,
+  at init, and K = ∞ after it). Starting at A = 0 matters: the derivative of exp there is
+  the identity, so the first updates are plain Riemannian gradient steps on the orthogonal
+  group, and exp's derivative stays invertible while A's eigenvalues ±iα keep α < π. It is also the only way
+  torch lets a matrix_exp parametrisation start at a chosen W_hh (assignment needs the
+  trivialisation). expRNN's separate, 10× smaller learning rate for A is not reproduced:
+  the trainer has one optimiser.
+
+Init (expRNN's ``henaff_init_``, its default for the copy task): W_hh block-diagonal,
+⌊H/2⌋ 2×2 rotations [[cos θ, sin θ], [−sin θ, cos θ]] with θ ~ U(−π, π) (and a 1 for odd
+H): the exponential of its block-diagonal skew matrix, with eigenvalues e^{±iθ} spread
+uniformly over the unit circle. det W_hh = +1, and exp keeps it there. W_ih: expRNN's
+input kernel init, Kaiming normal (std √(2 / input)). b_ih = b_hh = 0 (expRNN's input
+kernel has no bias; its modReLU bias starts within ±0.01).
+
+Why the per-step gain is near 1. ∂h_t/∂h_{t−1} = diag(1 − h_t²) W_hh, and an orthogonal
+W_hh has every singular value 1, so the singular values of the step Jacobian are those of
+diag(1 − h_t²): the recurrence itself neither shrinks nor grows the gradient, only tanh′ =
+1 − h_t² ≤ 1 does (the recorded ``gain``). At init h is small (zero biases), so tanh′ ≈ 1.
+What it gives up: W_hh cannot forget (it only rotates); saturated units still shrink.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from core.cells import Unrolled
+
+Tensor = torch.Tensor
+
+
+def henaff_orthogonal(hidden_size: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """expRNN's henaff init, as the orthogonal matrix itself: exp of the block-diagonal skew
+    matrix with θ_j on its super-diagonal at (2j, 2j+1), θ_j ~ U(−π, π) (torch's global RNG).
+
+    exp([[0, θ], [−θ, 0]]) = [[cos θ, sin θ], [−sin θ, cos θ]], written in closed form.
+    """
+    n = hidden_size // 2
+    theta = torch.empty(n, dtype=torch.float64).uniform_(-math.pi, math.pi)
+    w = torch.eye(hidden_size, dtype=torch.float64)
+    i = torch.arange(n) * 2
+    c, s = theta.cos(), theta.sin()
+    w[i, i], w[i, i + 1], w[i + 1, i], w[i + 1, i + 1] = c, s, -s, c
+    return w.to(dtype)
+
+
+class OrthogonalRNNLayer(nn.Module):
+    """Tanh RNN with W_hh = B exp(A) orthogonal; see the module docstring.
+
+    ``weight_hh`` is a parametrised attribute: reading it computes B exp(A) (one matrix
+    exponential), so each forward reads it once.
+    """
+
+    uses_fused = False
+    gate_names: tuple[str, ...] = ()
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        dtype = torch.get_default_dtype()
+        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))
+        nn.init.kaiming_normal_(self.weight_ih, nonlinearity="relu")  # expRNN's input kernel
+        self.weight_hh = nn.Parameter(henaff_orthogonal(hidden_size, dtype))
+        self.bias_ih = nn.Parameter(torch.zeros(hidden_size))
+        self.bias_hh = nn.Parameter(torch.zeros(hidden_size))
+        # Registering keeps W_hh's value: it is orthogonal, so the base B becomes W_hh and
+        # X = −I (A = 0, exp(A) = I); otherwise torch would orthogonalise it by QR first.
+        parametrizations.orthogonal(
+            self, "weight_hh", orthogonal_map="matrix_exp", use_trivialization=True
+        )
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"expected input of shape (batch, steps, {self.input_size}), got {tuple(x.shape)}"
+            )
+
+    def _input_projection(self, x: Tensor) -> Tensor:
+        """W_ih x_t + b_ih + b_hh for every step at once, time first: (steps, batch, hidden)."""
+        return (nn.functional.linear(x, self.weight_ih, self.bias_ih) + self.bias_hh).transpose(0, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The training path: one matrix exponential, one input matmul, then T steps."""
+        self._check_input(x)
+        w_t = self.weight_hh.T  # W_hh = B exp(A), computed once for all T steps
+        gx = self._input_projection(x)
+        h = x.new_zeros(x.shape[0], self.hidden_size)
+        hs = []
+        for t in range(x.shape[1]):
+            h = torch.tanh(torch.addmm(gx[t], h, w_t))  # h_t = tanh(W_ih x_t + b + W_hh h_{t−1})
+            hs.append(h)
+        return torch.stack(hs, 1)
+
+    def unroll(self, x: Tensor, record: bool = False) -> Unrolled:
+        """The probe's path: the same steps, each h_t a graph node of its own."""
+        self._check_input(x)
+        w_t = self.weight_hh.T  # W_hh = B exp(A), computed once for all T steps
+        gx = self._input_projection(x)
+        h = x.new_zeros(x.shape[0], self.hidden_size)
+        hs, gain, gain_max = [], [], []
+        for t in range(x.shape[1]):
+            h = torch.tanh(torch.addmm(gx[t], h, w_t))  # h_t = tanh(W_ih x_t + b + W_hh h_{t−1})
+            hs.append(h)
+            if record:
+                # ∂h_t/∂h_{t−1} = diag(1 − h_t²) W_hh, W_hh orthogonal: its singular values
+                # are the 1 − h_t² (tanh′), so they are the per-step gain
+                d = 1.0 - h.detach() ** 2
+                gain.append(d.mean())
+                gain_max.append(d.mean(0).max())  # the most carrying unit (batch mean)
+        out = Unrolled(h=torch.stack(hs, 1))
+        if record:
+            out.states = {"h": hs}
+            out.activations = {"gain": torch.stack(gain), "gain_max": torch.stack(gain_max)}
+        return out
