@@ -604,7 +604,7 @@ def test_init_is_finite_for_r_min_zero_and_bad_rings_are_refused():
     layer = LRULayer(3, 64, r_min=0.0, r_max=0.5)
     assert all(torch.isfinite(v).all() for v in layer.parameters())
     for kw in ({"r_max": 1.0}, {"r_min": 0.99, "r_max": 0.9}, {"r_min": -0.1},
-               {"max_phase": 0.0}):
+               {"max_phase": 0.0}, {"r_min": 0.0, "r_max": 0.0}):
         with pytest.raises(ValueError):
             LRULayer(3, 4, **kw)
 
@@ -638,3 +638,28 @@ def test_it_learns_the_recall_task():
     assert any(isinstance(r, ProbeRecord) for r in recs)
     # Baseline: log 8 = 2.08 (chance). Measured (seed 0): 0.005 after 250 steps.
     assert evals[-1] < 0.25 * t.task.baseline_loss, evals
+
+
+def test_explain_jacobian_of_the_state_is_the_rotation_scaling_power():
+    """∂h_{T−1}/∂h_t (core.explain.jacobians, through the Scanned totals) is, unit by unit,
+    the 2×2 block |λ|^k R(kθ), k = T − 1 − t: the linear recurrence's exact Jacobian.
+    Each entry is one autograd path of ≤ 2⌈log₂ T⌉ + 2 complex products of powers of λ
+    (each power within 4u·2^j of exact, ≤ 4uT): ≤ (8T + 8)u apart from cos/sin here."""
+    from core.explain.jacobians import state_jacobians
+    from core.models import SequenceModel
+
+    layer, u = make(seed=7, T_=20)
+    model = SequenceModel("lru", layer, 1)
+    J = state_jacobians(model, u)[("h", "h")]  # (T, B, 2N, 2N)
+    mod = torch.exp(-torch.exp(layer.nu_log.detach()))
+    th = torch.exp(layer.theta_log.detach())
+    k = torch.arange(19, -1, -1, dtype=torch.float64)[:, None]  # T − 1 − t
+    pk, ck, sk = mod**k, torch.cos(k * th), torch.sin(k * th)
+    want = torch.zeros(20, 2 * N, 2 * N, dtype=torch.float64)
+    n = torch.arange(N)
+    want[:, n, n] = pk * ck  # ∂Re x_{T−1}/∂Re x_t
+    want[:, n, n + N] = -pk * sk  # ∂Re/∂Im
+    want[:, n + N, n] = pk * sk  # ∂Im/∂Re
+    want[:, n + N, n + N] = pk * ck  # ∂Im/∂Im
+    tol = (8 * 20 + 8) * U64 + 4 * U64 * k.max().item() * th.max().item()  # + kθ's rounding
+    assert ((J - want[:, None]).abs() <= tol).all()
