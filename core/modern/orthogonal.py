@@ -34,14 +34,18 @@ Why these two options, as expRNN does:
 Init (expRNN's ``henaff_init_``, its default for the copy task): W_hh block-diagonal,
 ⌊H/2⌋ 2×2 rotations [[cos θ, sin θ], [−sin θ, cos θ]] with θ ~ U(−π, π) (and a 1 for odd
 H): the exponential of its block-diagonal skew matrix, with eigenvalues e^{±iθ} spread
-uniformly over the unit circle. det W_hh = +1, and exp keeps it there. W_ih: expRNN's
-input kernel init, Kaiming normal (std √(2 / input)). b_ih = b_hh = 0 (expRNN's input
-kernel has no bias; its modReLU bias starts within ±0.01).
+uniformly over the unit circle. det W_hh = +1, and exp keeps it there. W_ih, b_ih, b_hh:
+torch.nn.RNN's own, U(−1/√H, 1/√H), so this layer differs from ``rnn_tanh`` in W_hh only.
+Not expRNN's Kaiming-normal input kernel (std √(2 / input)): that scale is meant for its
+modReLU, which does not saturate. With tanh it does, fast: W_hh preserves ‖h‖, so each
+step's input adds its energy, ‖W_ih x‖² ≈ H·2/input for a one-hot x, until tanh bounds h.
+Measured (recall, T = 50, H = 32, 400 Adam steps at 3e-3, seed 0): Kaiming, mean gain
+1 − h² ≈ 0.76 and the loss stays at chance (2.08); torch's init, gain ≈ 0.95, loss 0.24.
 
 Why the per-step gain is near 1. ∂h_t/∂h_{t−1} = diag(1 − h_t²) W_hh, and an orthogonal
 W_hh has every singular value 1, so the singular values of the step Jacobian are those of
 diag(1 − h_t²): the recurrence itself neither shrinks nor grows the gradient, only tanh′ =
-1 − h_t² ≤ 1 does (the recorded ``gain``). At init h is small (zero biases), so tanh′ ≈ 1.
+1 − h_t² ≤ 1 does (the recorded ``gain``). At init h is small (small W_ih), so tanh′ ≈ 1.
 What it gives up: W_hh cannot forget (it only rotates); saturated units still shrink.
 """
 
@@ -88,11 +92,11 @@ class OrthogonalRNNLayer(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         dtype = torch.get_default_dtype()
-        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))
-        nn.init.kaiming_normal_(self.weight_ih, nonlinearity="relu")  # expRNN's input kernel
+        k = 1.0 / math.sqrt(hidden_size)  # torch.nn.RNN's init: U(−1/√H, 1/√H)
+        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-k, k))
         self.weight_hh = nn.Parameter(henaff_orthogonal(hidden_size, dtype))
-        self.bias_ih = nn.Parameter(torch.zeros(hidden_size))
-        self.bias_hh = nn.Parameter(torch.zeros(hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(hidden_size).uniform_(-k, k))
+        self.bias_hh = nn.Parameter(torch.empty(hidden_size).uniform_(-k, k))
         # Registering keeps W_hh's value: it is orthogonal, so the base B becomes W_hh and
         # X = −I (A = 0, exp(A) = I); otherwise torch would orthogonalise it by QR first.
         parametrizations.orthogonal(
