@@ -105,11 +105,6 @@ def make(seed=0, T_=T, **kw):
     return layer, u
 
 
-def as_h(X):
-    """(…, N, 2) pairs → the layer's recorded width-2N layout [Re x, Im x]."""
-    return torch.cat([X[..., 0], X[..., 1]], -1)
-
-
 # --- tolerances --------------------------------------------------------------------------
 
 
@@ -120,8 +115,10 @@ def state_bound(ref: Stepped, p, u, uu=U64):
     * b_t: a dot product of n_in terms and a product by γ on each side: ≤ (n_in + 2)u·P,
       P = γ|B||u|, so the two forms' b differ by ≤ 2(n_in + 2)u·P, carried with gain |λ| ≤ 1:
       2(n_in + 2)u·S^P_t (S^P the same sum over P).
-    * λ: exp, exp, cos, sin and a product on each side, ≤ 8u|λ| apart; x_t = Σ λ^j b_{t−j}
-      moves by ≤ Σ j|λ|^{j−1}|dλ||b| ≤ 8u·Σ j|λ|^j|b_{t−j}| = 8u·S′_t.
+    * λ on each side: exp(ν) within u relatively, so |λ| = exp(−exp(ν)) within
+      (|log|λ|| + 1)u; θ = exp(θ_log) within θu ≤ 2πu in angle; cos, sin and the products
+      within 4u: |dλ| ≤ (|log|λ|| + 2π + 5)u·|λ| per side, and x_t = Σ λ^j b_{t−j} moves
+      by ≤ Σ j|λ|^{j−1}|dλ||b_{t−j}| ≤ (|log|λ|| + 12)u·S′_t, S′_t = Σ j|λ|^j|b_{t−j}|.
     * the loop: each step's 2×2 product and add, ≤ 4u(|λ||x_{t−1}| + |b_t|) ≤ 4u·S_t,
       carried with gain |λ|: ≤ 4u·(t + 1)·S_t.
     * the scan (at the layer's roundoff ``uu``): λ^{2^k} by k squarings (relative error
@@ -143,7 +140,8 @@ def state_bound(ref: Stepped, p, u, uu=U64):
         Sj[:, t] = rho * (prev[2] + prev[0])
     steps = torch.arange(1, T_ + 1, dtype=torch.float64)[None, :, None]
     levels = math.ceil(math.log2(max(T_, 2)))
-    return (2 * (u.shape[-1] + 2) * U64 * SP + 8 * U64 * Sj + 4 * U64 * steps * S
+    lam_err = (rho.log().abs() + 12) * (U64 + uu)  # both sides' |dλ|/|λ|
+    return (2 * (u.shape[-1] + 2) * U64 * SP + lam_err * Sj + 4 * U64 * steps * S
             + uu * (4 * T_ + 8 * levels + 8) * S + 2 * (u.shape[-1] + 2) * uu * SP)
 
 
@@ -297,11 +295,10 @@ def test_float32_forward_is_within_its_derived_bound_at_300_steps():
     torch.manual_seed(0)
     layer = LRULayer(N_IN, N)  # float32
     u = torch.randn(B, 300, N_IN)
-    p = params_of(layer.double())
-    layer32 = layer.float()
+    p = {k: v.double() for k, v in params_of(layer).items()}  # the same values, exactly
     ref = stepped(p, u.double())
     dx = state_bound(ref, p, u.double(), uu=U32)
-    out = layer32(u).double()
+    out = layer(u).double()
     assert ((out - ref.out).abs() <= output_bound(ref, p, u.double(), dx, uu=U32)["out"]).all()
 
 

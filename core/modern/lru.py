@@ -6,12 +6,12 @@ The recurrence is linear and diagonal, over N = ``hidden_size`` complex state un
 .. math::
     λ &= \\exp(−\\exp(ν) + i \\exp(θ_{log}))       \\quad (N,) \\text{ complex, } |λ| < 1 \\\\
     γ &= \\exp(γ_{log})                             \\quad (N,) \\text{ real} \\\\
-    x_t &= λ ⊙ x_{t−1} + γ ⊙ (B u_t),  \\quad x_0 = 0   \\quad B = B_{re} + i B_{im} \\\\
+    x_t &= λ ⊙ x_{t−1} + γ ⊙ (B u_t),  \\quad x_{−1} = 0   \\quad B = B_{re} + i B_{im} \\\\
     y_t &= \\mathrm{Re}(C x_t) + D u_t                \\quad C = C_{re} + i C_{im},\\ D \\text{ real} \\\\
     o_t &= \\mathrm{GLU}(\\mathrm{GELU}(y_t)) = (W_a g_t + b_a) ⊙ σ(W_b g_t + b_b),\\ g_t = \\mathrm{GELU}(y_t)
 
 u_t is the layer's input (width ``input_size``), y_t and o_t have width H = ``hidden_size``
-(the model's readout sees o_t); the state before the first step is 0. The nonlinearity
+(the model's readout sees o_t); steps count from t = 0. The nonlinearity
 is only position-wise (GELU, then a GLU), as in the paper's block; there is none in
 time. The paper's block also has a normalisation and a residual skip around it; a skip
 needs input width = H, which ours does not have, and D u_t already passes the input
