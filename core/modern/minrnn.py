@@ -24,16 +24,31 @@ pre-activations, ``g`` is h̃'s.
 
 Both cells are one linear recurrence h_t = a_t ⊙ h_{t−1} + b_t whose a, b > 0 depend on x
 only (minGRU a = 1 − z, b = z ⊙ h̃; minLSTM a = f′, b = i′ ⊙ h̃). With h_0 = 0 it has
-the closed form h_t = Σ_{s≤t} (Π_{r=s+1..t} a_r) b_s, which in log space is
+the closed form h_t = Σ_{s≤t} (Π_{r=s+1..t} a_r) b_s, in log space
 
 .. math::
-    A_t = Σ_{r≤t} \\log a_r, \\qquad
-    \\log h_t = A_t + \\operatorname{logcumsumexp}_{s≤t}(\\log b_s − A_s)
+    \\log h_t = \\operatorname{logsumexp}_{s≤t} \\big(\\log b_s + Σ_{r=s+1..t} \\log a_r\\big).
 
-(the Heinsen scan the paper's appendix B uses): one cumsum and one logcumsumexp over all T
-steps, no loop in Python. It is exact in exact arithmetic; in float32 the absolute error of
-log h_t grows with |A_t| and |log b_s − A_s| (how much the state has forgotten), which the
-tests bound. log a and log b come from log-sigmoid forms (softplus), as the reference does:
+:func:`log_scan` computes it for all T steps at once by doubling (Hillis & Steele 1986):
+each step t holds the affine map h ↦ a h + b of a window ending at t, as (log a, log b),
+and ⌈log₂ T⌉ times takes in the window of equal length before it,
+
+.. math::
+    (\\log a, \\log b)_t ← (\\log a_t + \\log a_{t−k},\\;
+    \\operatorname{logaddexp}(\\log b_t, \\log a_t + \\log b_{t−k})), \\quad k = 1, 2, 4, …
+
+a few vectorised passes over the whole tensor and no loop over steps. It is exact in
+exact arithmetic. The paper's appendix B writes the same sum as Heinsen's
+log h_t = A_t + logcumsumexp_s(log b_s − A_s) with A_t = Σ_{r≤t} log a_r; we do not, for
+two reasons measured on this CPU (float32, batch 64, H = 64, one thread, forward and
+backward). A_t and the logcumsumexp grow with how much the state has forgotten and cancel
+in their sum, so Heinsen's float32 error grows with |A_t|: 1.8e-4 relative at T = 1000
+with the gates spread, 6.1e-5 at gain ½, against 7.4e-7 and 4.1e-8 doubling. And torch's
+CPU logcumsumexp is a scalar loop: 54 ms at T = 100 against 31 ms doubling (T = 300:
+163 against 143 ms). Stepping the recurrence in Python takes 22 ms at T = 100 and 178 ms
+at T = 300: the scan's O(T log T) vectorised work beats T small steps from a few hundred
+steps on. The price: autograd keeps the ⌈log₂ T⌉ passes' tensors for the backward. log a
+and log b come from log-sigmoid forms (softplus), as the reference does:
 log(1 − z) = −softplus(p_z) stays exact where 1 − z itself would round to 0.
 
 Initial state: h_0 = 0, the model's initial state. The reference (BorealisAI/minRNNs,
@@ -83,11 +98,19 @@ def log_g(x: Tensor) -> Tensor:
 def log_scan(log_a: Tensor, log_b: Tensor) -> Tensor:
     """log h of h_t = a_t ⊙ h_{t−1} + b_t, h_0 = 0, for every step at once.
 
-    ``log_a`` and ``log_b`` are (batch, steps, width); returns log h, (batch, steps, width).
+    ``log_a`` and ``log_b`` are (batch, steps, width); returns log h, (batch, steps, width):
+    log h_t = logsumexp_{s≤t}(log b_s + Σ_{r=s+1..t} log a_r), by doubling (see the module
+    docstring). After the pass with offset k, step t holds the map of the window
+    (t − 2k, t]: log a = Σ of its log a_r, log b = log h_t started from 0 at its start.
     """
-    a_star = torch.cumsum(log_a, dim=1)  # A_t = Σ_{r≤t} log a_r
-    # log h_t = A_t + log Σ_{s≤t} exp(log b_s − A_s)   (Π_{r=s+1..t} a_r = exp(A_t − A_s))
-    return a_star + torch.logcumsumexp(log_b - a_star, dim=1)
+    steps, k = log_a.shape[1], 1
+    while k < steps:
+        # b_t ← b_t + a_t ⊙ b_{t−k}: the window (t − 2k, t − k] applied before (t − k, t]
+        log_b = torch.cat([log_b[:, :k], torch.logaddexp(log_b[:, k:], log_a[:, k:] + log_b[:, :-k])], 1)
+        if 2 * k < steps:  # a_t ← a_t ⊙ a_{t−k}  (the last pass needs no a)
+            log_a = torch.cat([log_a[:, :k], log_a[:, k:] + log_a[:, :-k]], 1)
+        k *= 2
+    return log_b
 
 
 def _log_positive(b: Tensor) -> Tensor:
