@@ -38,10 +38,6 @@ def g_paper(x):
     return torch.where(x >= 0, x + 0.5, sigmoid(x))
 
 
-def g_slope(x):
-    return torch.where(x >= 0, torch.ones_like(x), sigmoid(x) * (1.0 - sigmoid(x)))
-
-
 @dataclass
 class Stepped:
     h: torch.Tensor  # (B, T, H)
@@ -252,8 +248,10 @@ def test_forward_equals_unroll_h(arch):
 
 def test_float32_scan_error_is_within_its_derived_bound():
     """The scan alone in float32 against the float64 loop on the same (float32-exact)
-    inputs: the log-space form's rounding grows with how much the state has forgotten
-    (|A_t|), which the bound of forward_bound states; gates spanning (0.003, 0.997)."""
+    inputs, within forward_bound's scan term at u = 2⁻²⁴ (which does not grow with how
+    much the state has forgotten, as Heinsen's form's would: no Σ log a is formed
+    outside a logaddexp's weight); gates spanning (0.003, 0.997) over 64 steps.
+    (Measured: 8.3e-7 relative at most, 2 % of the bound.)"""
     gen = torch.Generator().manual_seed(3)
     Tl = 64
     p = 3.0 * torch.randn(4, Tl, 8, generator=gen)
@@ -272,12 +270,15 @@ def test_float32_scan_error_is_within_its_derived_bound():
     assert (err <= tol).all(), (err / tol).max()
 
 
-def test_scan_equals_the_sequential_recurrence_for_any_positive_coefficients():
+@pytest.mark.parametrize("steps", [1, 2, 3, 8, 9, 30])
+def test_scan_equals_the_sequential_recurrence_for_any_positive_coefficients(steps):
+    """Any a ∈ (0, 1), b > 0, and step counts at and beside powers of two (the doubling's
+    last pass reaches exactly back to step 0, or overshoots)."""
     gen = torch.Generator().manual_seed(4)
-    a = torch.rand(2, 30, 3, dtype=torch.float64, generator=gen)
-    b = torch.rand(2, 30, 3, dtype=torch.float64, generator=gen) * 5
+    a = torch.rand(2, steps, 3, dtype=torch.float64, generator=gen)
+    b = torch.rand(2, steps, 3, dtype=torch.float64, generator=gen) * 5
     h, hs = torch.zeros_like(a[:, 0]), []
-    for t in range(30):
+    for t in range(steps):
         h = a[:, t] * h + b[:, t]
         hs.append(h)
     ref = Stepped(torch.stack(hs, 1), hs, {}, a, b, None, {})
