@@ -64,7 +64,7 @@ SPECS: tuple[ArchSpec, ...] = (
              ("h",), (), "gain", 1, 2019, "Lezcano-Casado & Martínez-Rubio 2019 (expRNN)",
              "W_hh stays orthogonal in training: every singular value 1, the gain is tanh′",
              True, "W_hh cannot forget (it only rotates): tanh′ < 1 still shrinks"),
-    ArchSpec("lru", "LRU", "core.modern.lru:LRULayer", (),
+    ArchSpec("lru", "LRU", "core.modern.lru:EncodedLRULayer", (),
              ("h",), (), "gain", 2, 2023, "Orvieto et al. 2023, arXiv 2303.06349",
              "a diagonal complex linear recurrence, |λ| initialised in a ring near 1", True,
              "no nonlinearity in time (it sits in the readout); complex state",

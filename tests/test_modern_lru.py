@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from core.cells import Scanned
-from core.modern.lru import LRULayer, scan
+from core.modern.lru import EncodedLRULayer, LRULayer, scan
 
 U64 = 2.0**-53  # float64's unit roundoff
 U32 = 2.0**-24  # float32's
@@ -611,13 +611,28 @@ def test_layer_contract_and_registry():
     from core.models import build_model
 
     s = spec("lru")
-    assert layer_class("lru") is LRULayer
+    assert layer_class("lru") is EncodedLRULayer
     m = build_model("lru", 3, 16, 2)
-    assert isinstance(m.recurrent, LRULayer) and m.recurrent.hidden_size == 16
+    assert isinstance(m.recurrent.lru, LRULayer) and m.recurrent.hidden_size == 16
     assert m.recurrent.uses_fused is False and m.recurrent.gate_names == s.gates
     u = m.recurrent.unroll(torch.randn(2, 7, 3), record=True)
     assert tuple(u.states) == s.states and s.carry in u.activations
     assert m(torch.randn(2, 7, 3)).shape == (2, 7, 2)
+
+
+def test_the_encoded_layer_is_the_lru_on_the_encoders_gelu_output():
+    # The registered layer: v_t = GELU(W_e u_t + b_e), then LRULayer(H, H) on v. Checked
+    # against the two applied by hand, and its sequential form against its scan (float64:
+    # the scan's and the loop's sums differ by rounding only, ~T ulps of the state).
+    torch.manual_seed(3)
+    layer = EncodedLRULayer(3, 8).double()
+    u = torch.randn(4, 30, 3, dtype=torch.float64)
+    v = torch.nn.functional.gelu(u @ layer.encoder.weight.T + layer.encoder.bias)
+    assert torch.equal(layer(u), layer.lru(v))
+    assert torch.equal(layer.unroll(u).h, layer(u))
+    assert torch.allclose(layer.sequential(u), layer(u), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="expected input"):
+        layer(torch.randn(4, 30, 5, dtype=torch.float64))
 
 
 # --- 6. it learns ------------------------------------------------------------------------------
