@@ -108,17 +108,12 @@ class IndRNNLayer(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        """The training path: the input projection in one matmul, then T element-wise steps."""
+        """The training path: the input projection in one matmul, then the recurrence with
+        its backward written out (:class:`_Recurrence`)."""
         self._check_input(x)
         self.constrain()
-        u = self.weight_hh
-        gx = nn.functional.linear(x, self.weight_ih, self.bias_ih).transpose(0, 1)  # W x_t + b
-        h = x.new_zeros(x.shape[0], self.hidden_size)
-        hs = []
-        for t in range(x.shape[1]):
-            h = torch.relu(torch.addcmul(gx[t], u, h))  # h_t = relu(W x_t + b + u ⊙ h_{t−1})
-            hs.append(h)
-        return torch.stack(hs, 1)
+        gx = nn.functional.linear(x, self.weight_ih, self.bias_ih)  # W x_t + b, all t at once
+        return _Recurrence.apply(gx.transpose(0, 1).contiguous(), self.weight_hh).transpose(0, 1)
 
     def unroll(self, x: Tensor, record: bool = False) -> Unrolled:
         """The probe's path: the same steps, each h_t a graph node of its own."""
@@ -141,3 +136,43 @@ class IndRNNLayer(nn.Module):
             out.states = {"h": hs}
             out.activations = {"gain": torch.stack(gain), "gain_max": torch.stack(gain_max)}
         return out
+
+
+class _Recurrence(torch.autograd.Function):
+    """h_t = relu(g_t + u ⊙ h_{t−1}), h_{−1} = 0, for g = W x + b given time first
+    (steps, batch, hidden), with the backward written out.
+
+    Autograd through the loop records 2 nodes per step and walks them back one by one;
+    here the forward runs without a graph and the backward is one loop of two element-wise
+    operations per step. Measured (B = 64, T = 100, H = 64, 1 thread, forward + backward):
+    15 ms through autograd, 4.1 ms here (torch.nn.RNN relu with its full W_hh, fused:
+    6.3 ms). Backward, with δ_t = ∂ℓ/∂h_t (total) and G_t the incoming ∂ℓ/∂h_t (direct):
+
+    ∂ℓ/∂a_t = δ_t ⊙ relu′(a_t), with relu′(a_t) = [h_t > 0]
+    δ_{t−1} = G_{t−1} + u ⊙ ∂ℓ/∂a_t
+    ∂ℓ/∂g_t = ∂ℓ/∂a_t,  ∂ℓ/∂u = Σ_{t ≥ 1, b} ∂ℓ/∂a_t ⊙ h_{t−1}
+    """
+
+    @staticmethod
+    def forward(ctx, g: Tensor, u: Tensor) -> Tensor:
+        h = torch.empty_like(g)
+        prev = g.new_zeros(g.shape[1:])
+        for t in range(g.shape[0]):
+            torch.addcmul(g[t], u, prev, out=h[t]).relu_()  # h_t = relu(g_t + u ⊙ h_{t−1})
+            prev = h[t]
+        ctx.save_for_backward(h, u)
+        return h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h: Tensor) -> tuple[Tensor, Tensor | None]:
+        h, u = ctx.saved_tensors
+        active = h > 0  # relu′(a_t)
+        grad_a = torch.empty_like(h)
+        delta = grad_h[-1]  # δ_{T−1} = G_{T−1}: nothing comes after the last step
+        for t in range(h.shape[0] - 1, -1, -1):
+            torch.mul(delta, active[t], out=grad_a[t])  # ∂ℓ/∂a_t = δ_t ⊙ relu′(a_t)
+            if t:
+                delta = torch.addcmul(grad_h[t - 1], grad_a[t], u)  # δ_{t−1} = G_{t−1} + u ⊙ ∂ℓ/∂a_t
+        grad_u = (grad_a[1:] * h[:-1]).sum((0, 1)) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_u
