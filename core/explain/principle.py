@@ -51,8 +51,8 @@ from core.explain.jacobians import (
 #: must otherwise learn.
 VARIANTS: tuple[tuple[str, str, dict], ...] = tuple(
     (SPEC[a].label, a, {}) for a in ARCHS) + (
-    ("LSTM, chrono init", "lstm", {"gate_init": "chrono"}),
-    ("GRU, chrono init", "gru", {"gate_init": "chrono"}),
+    ("LSTM (chrono init)", "lstm", {"gate_init": "chrono"}),
+    ("GRU (chrono init)", "gru", {"gate_init": "chrono"}),
 )
 
 TIMED_STEPS = 5          # training steps timed per model (the median is reported)

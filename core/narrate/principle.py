@@ -17,9 +17,13 @@ NEAR_ONE = 0.95     # per-step factor: 0.95^100 = 6e-3, the gradient still reach
 SHRINKS = 0.9       # 0.9^100 = 3e-5: gone within the reach threshold (1e-3) by ~66 steps
 
 
-def _names(rows: pd.DataFrame) -> str:
-    items = [f"{r.label} ({r.factor:.3f})" for r in rows.itertuples()]
+def _list(items) -> str:
+    items = [str(i) for i in items]
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _names(rows: pd.DataFrame) -> str:
+    return _list(f"{r.label} ({r.factor:.3f})" for r in rows.itertuples())
 
 
 def principle_sentence(table: pd.DataFrame, T: int) -> str:
@@ -39,11 +43,22 @@ def principle_sentence(table: pd.DataFrame, T: int) -> str:
         clause += (f": ‖∂p_{T - 1}/∂p_0‖ is still at least {sci(worst)} after {T - 1} steps"
                    if _finite(worst) and worst > 0 else "")
         parts.append(clause + ".")
-        if len(fixed) and len(learned):
-            parts.append(f"{', '.join(fixed['label'])} get it by construction; "
-                         f"{', '.join(learned['label'])} because their gate starts open.")
+        said = []
+        if len(fixed):
+            said.append(f"{_list(fixed['label'])} have it by construction")
+        opened = learned[learned["carry_mean"] >= NEAR_ONE - 0.1]
+        if len(opened):
+            said.append(f"{_list(opened['label'])} because their gate starts open "
+                        f"(mean carry gain {_list([f'{v:.2f}' for v in opened['carry_mean']])})")
+        few = learned[learned["carry_mean"] < NEAR_ONE - 0.1]
+        for r in few.itertuples():
+            said.append(f"{r.label} through a few units whose gate its init opens (mean carry "
+                        f"gain {r.carry_mean:.2f}, its most carrying unit {r.carry_max:.2f}: "
+                        "the Jacobian's norm follows the most carrying direction)")
+        if said:
+            parts.append("; ".join(said) + ".")
     if len(shrink):
-        gated = shrink[~shrink["fixed"] & shrink["carry_mean"].map(_finite)]
+        gated = shrink[~shrink["fixed"] & shrink["carry_mean"].between(0.4, 0.6)]
         clause = (f"It is below {SHRINKS} for {_names(shrink)}: the gradient shrinks by that "
                   f"factor per step, {sci(float(shrink['factor'].max()) ** (T - 1))} or less "
                   f"over {T - 1} steps")
@@ -63,7 +78,7 @@ def principle_sentence(table: pd.DataFrame, T: int) -> str:
 def cost_sentence(table: pd.DataFrame) -> str:
     """The measured price of each answer: one training step's time, fastest to slowest."""
     t = table[table["step_ms"].map(lambda v: _finite(v) and v > 0)]
-    t = t[~t["label"].str.contains(",")]         # one row per architecture
+    t = t[~t["label"].str.contains("(", regex=False)]   # one row per architecture
     if t.empty:
         return ""
     t = t.sort_values("step_ms")
