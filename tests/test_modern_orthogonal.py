@@ -11,6 +11,7 @@ most unamplified, which keeps the bounds linear in T.
 from __future__ import annotations
 
 import math
+import tempfile
 from contextlib import contextmanager
 
 import pytest
@@ -353,6 +354,21 @@ def test_init_is_expRNNs_henaff_through_torchs_trivialised_exponential_map():
     k = 1 / math.sqrt(n_units)
     for q in (layer.weight_ih, layer.bias_ih, layer.bias_hh):
         assert q.abs().max() <= k and q.abs().max() > 0.9 * k
+
+
+def test_a_trained_layer_saved_and_loaded_computes_the_same():
+    """The state holds X and the base B (a buffer): both must travel (safetensors, as runs do)."""
+    from safetensors.torch import load_file, save_file
+
+    a, x = _trained(_layer(), _x(), steps=5, lr=0.1), _x(seed=2)
+    assert set(a.state_dict()) == {"weight_ih", "bias_ih", "bias_hh",
+                                   "parametrizations.weight_hh.original",
+                                   "parametrizations.weight_hh.0.base"}
+    b = _layer(seed=9)
+    with tempfile.TemporaryDirectory() as d:
+        save_file(a.state_dict(), f"{d}/m.safetensors")
+        b.load_state_dict(load_file(f"{d}/m.safetensors"))
+    assert torch.equal(a(x), b(x))
 
 
 # --- registry -------------------------------------------------------------------------------------
