@@ -21,14 +21,14 @@ Why these two options, as expRNN does:
   not the method). exp reaches every rotation (all of SO(n)), where the Cayley map misses
   the matrices with eigenvalue −1.
 * ``use_trivialization=True``: W_hh = B exp(A) with the base B (a buffer,
-  ``parametrizations.weight_hh.base``) set to the initial W_hh, and X starting where A = 0.
+  ``parametrizations.weight_hh[0].base``) set to the initial W_hh, and X starting at A = 0.
   That is expRNN's trivialisation B·exp(A) (the "dtriv" of Lezcano-Casado 2019,
   "Trivializations for Gradient-Based Optimization on Manifolds", with one change of basis,
   at init, and K = ∞ after it). Starting at A = 0 matters: the derivative of exp there is
-  the identity, so the first updates are plain Riemannian gradient steps on the orthogonal
-  group, and exp's derivative stays invertible while A's eigenvalues ±iα keep α < π. It is also the only way
-  torch lets a matrix_exp parametrisation start at a chosen W_hh (assignment needs the
-  trivialisation). expRNN's separate, 10× smaller learning rate for A is not reproduced:
+  the identity, so the first updates are, to first order, Riemannian gradient steps on the
+  orthogonal group at W_0, and exp's derivative stays invertible while A's eigenvalues ±iα
+  keep α < π. It is also the only way torch lets a matrix_exp parametrisation start at a
+  chosen W_hh (assignment needs the trivialisation). expRNN's separate, 10× smaller learning rate for A is not reproduced:
   the trainer has one optimiser.
 
 Init (expRNN's ``henaff_init_``, its default for the copy task): W_hh block-diagonal,
