@@ -5,6 +5,9 @@ Each preset is a set of TrainConfig overrides; ``preset_config(name)`` validates
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
 from core.archspec import MODERN
 from core.config import TrainConfig
 
@@ -89,5 +92,34 @@ COMPARE_MODELS: dict[str, dict] = {
     **{a: dict(arch=a) for a in MODERN},
 }
 DEFAULT_COMPARE = ("rnn_tanh", "lstm", "gru")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A ready-made Compare: the shared settings (a ``PRESETS`` name) and the models."""
+
+    preset: str
+    models: tuple[str, ...]
+    what: str
+
+    def link(self) -> str:
+        """The Compare page's address for it (relative, as the pages link each other)."""
+        return "compare?" + urlencode({"preset": self.preset, "models": ",".join(self.models)},
+                                      quote_via=quote)
 # The pure lag on Compare: the settings of the preset PURE_LAG_DEFAULT, these models.
 PURE_LAG_COMPARE = ("lstm", "lstm (chrono init)", "lstm (forget bias 5)")
+
+# The later answers on the pure lag (issue 17), where the contrast is clearest: at the
+# pure-lag settings (recall, T = 100), measured by the pure-lag-modern sweep (BENCHMARKS.md,
+# "The later architectures"): the fixed gains (orthogonal W_hh, LRU's ring) bridge it, the
+# gates that start at a half (the LSTM's f, minGRU's 1 − z) never learn to open.
+MODERN_ANSWERS = "Modern answers"
+COMPARISONS: dict[str, Comparison] = {
+    MODERN_ANSWERS: Comparison(
+        PURE_LAG_DEFAULT, ("lstm", "orthogonal", "lru", "mingru"),
+        "a pure lag (recall, T = 100): torch's LSTM and minGRU, whose gates start at a half, "
+        "against a gain fixed near 1 (an orthogonal RNN, the LRU)"),
+    "Three LSTM inits": Comparison(
+        PURE_LAG_DEFAULT, PURE_LAG_COMPARE,
+        "the same pure lag: torch's default init, chrono, and the forget bias 5 alone"),
+}

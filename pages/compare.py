@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import charts
 from core.narrate import compare_sentence, ratio_band, ratio_scale, sci
-from core.presets import COMPARE_MODELS, DEFAULT_COMPARE
+from core.presets import COMPARE_MODELS, COMPARISONS, DEFAULT_COMPARE
 from core.runs import RunData
 from ui.config_form import config_sidebar
 from ui.live import cached_chart, data_key, live_view, templated_chart
@@ -21,6 +21,9 @@ st.caption(
     "One task, one seed, one data stream: every model sees exactly the same batches, in "
     "lockstep, so differences in the curves come from the architecture alone."
 )
+
+st.markdown("Ready-made: " + " · ".join(f"[{name}]({c.link()}) ({c.what})"
+                                         for name, c in COMPARISONS.items()))
 
 job, datas, problem = attached_runs("compare")
 config = config_sidebar("compare", show_arch=False)

@@ -5,7 +5,7 @@ them. Every number is measured by autograd when the page runs (cached per settin
 the models the Train page would start from, or on the learner's own runs.
 """
 
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
@@ -14,7 +14,7 @@ from core import charts, explain, narrate
 from core.explain import purelag
 from core.measured import load_shipped
 from core.narrate import sci
-from core.presets import PRESETS, PURE_LAG_COMPARE, PURE_LAG_DEFAULT
+from core.presets import COMPARISONS, PRESETS
 from core.sweeps import SweepError
 from core.tasks import make_task
 from core.runs import RunError, RunStore
@@ -364,8 +364,7 @@ for v in narrate.verdicts(explain.claim_evidence(rnn, lstm, forget, sat)):
 # ---------------------------------------------------------------- 5. the pure lag
 
 st.header("5 · A pure lag: when the forget gate cannot learn to open", anchor="pure-lag")
-compare_link = "compare?" + urlencode({"preset": PURE_LAG_DEFAULT,
-                                       "models": ",".join(PURE_LAG_COMPARE)}, quote_via=quote)
+compare_link = COMPARISONS["Three LSTM inits"].link()
 st.markdown(
     "Everything above is about the gradient *at a given forget gate*. But the gate is learned, "
     "and it learns from the gradient. On **recall** the only information is the symbol at step "

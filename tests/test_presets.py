@@ -74,3 +74,16 @@ def test_the_clipped_preset_trains_the_same_network_below_the_baseline():
     baseline = trainer.task.baseline_loss
     assert trainer.status != "diverged"
     assert evals[-1].loss < 0.2 * baseline, [(e.step, e.loss) for e in evals]
+
+
+def test_every_ready_made_comparison_names_a_preset_and_models_the_compare_page_knows():
+    from urllib.parse import parse_qs, urlparse
+
+    from core.presets import COMPARE_MODELS, COMPARISONS, MODERN_ANSWERS, PRESETS
+    assert MODERN_ANSWERS in COMPARISONS
+    for c in COMPARISONS.values():
+        q = parse_qs(urlparse(c.link()).query)
+        assert q["preset"] == [c.preset] and c.preset in PRESETS
+        models = q["models"][0].split(",")
+        assert models == list(c.models) and set(models) <= set(COMPARE_MODELS)
+        assert 2 <= len(models) <= 4          # the Compare page trains two to four
