@@ -18,38 +18,61 @@ minLSTM (rows f, i, g):
     h_t &= f′_t ⊙ h_{t−1} + i′_t ⊙ h̃_t
 
 with g(x) = x + ½ for x ≥ 0 and σ(x) for x < 0 (appendix B.3): continuous, positive, and
-linear for positive x, so h̃ > 0 and every h_t > 0, which is what lets the scan work on
-logarithms. The gates name the probe's gate records: ``z``/``f``/``i`` are the gates'
-pre-activations, ``g`` is h̃'s.
+linear for positive x, so h̃ > 0 and every h_t > 0. The gates name the probe's gate
+records: ``z``/``f``/``i`` are the gates' pre-activations, ``g`` is h̃'s.
 
-Both cells are one linear recurrence h_t = a_t ⊙ h_{t−1} + b_t whose a, b > 0 depend on x
-only (minGRU a = 1 − z, b = z ⊙ h̃; minLSTM a = f′, b = i′ ⊙ h̃). With h_0 = 0 it has
-the closed form h_t = Σ_{s≤t} (Π_{r=s+1..t} a_r) b_s, in log space
-
-.. math::
-    \\log h_t = \\operatorname{logsumexp}_{s≤t} \\big(\\log b_s + Σ_{r=s+1..t} \\log a_r\\big).
-
-:func:`log_scan` computes it for all T steps at once by doubling (Hillis & Steele 1986):
-each step t holds the affine map h ↦ a h + b of a window ending at t, as (log a, log b),
-and ⌈log₂ T⌉ times takes in the window of equal length before it,
+Both cells are one linear recurrence h_t = a_t ⊙ h_{t−1} + b_t whose a ∈ (0, 1), b > 0
+depend on x only (minGRU a = 1 − z = σ(−p_z), b = z ⊙ h̃; minLSTM a = f′, b = i′ ⊙ h̃,
+formed from one log ratio: see :class:`MinLSTMLayer`). With h_0 = 0 it has the closed form
 
 .. math::
-    (\\log a, \\log b)_t ← (\\log a_t + \\log a_{t−k},\\;
-    \\operatorname{logaddexp}(\\log b_t, \\log a_t + \\log b_{t−k})), \\quad k = 1, 2, 4, …
+    h_t = Σ_{s≤t} \\big(Π_{r=s+1..t} a_r\\big) b_s,
 
-a few vectorised passes over the whole tensor and no loop over steps. It is exact in
-exact arithmetic. The paper's appendix B writes the same sum as Heinsen's
-log h_t = A_t + logcumsumexp_s(log b_s − A_s) with A_t = Σ_{r≤t} log a_r; we do not, for
-two reasons measured on this CPU (float32, batch 64, H = 64, one thread, forward and
-backward). A_t and the logcumsumexp grow with how much the state has forgotten and cancel
-in their sum, so Heinsen's float32 error grows with |A_t|: 1.8e-4 relative at T = 1000
-with the gates spread, 6.1e-5 at gain ½, against 7.4e-7 and 4.1e-8 doubling. And torch's
-CPU logcumsumexp is a scalar loop: 54 ms at T = 100 against 31 ms doubling (T = 300:
-163 against 143 ms). Stepping the recurrence in Python takes 22 ms at T = 100 and 178 ms
-at T = 300: the scan's O(T log T) vectorised work beats T small steps from a few hundred
-steps on. The price: autograd keeps the ⌈log₂ T⌉ passes' tensors for the backward. log a
-and log b come from log-sigmoid forms (softplus), as the reference does:
-log(1 − z) = −softplus(p_z) stays exact where 1 − z itself would round to 0.
+which :func:`linear_scan` computes for all T steps at once by doubling (Hillis & Steele
+1986): each step t holds the affine map h ↦ a h + b of a window ending at t, and
+⌈log₂ T⌉ times takes in the window of equal length before it,
+
+.. math::
+    (a, b)_t ← (a_t a_{t−k},\\; b_t + a_t b_{t−k}), \\quad k = 1, 2, 4, …
+
+a few vectorised passes over the whole tensor, no loop over steps, exact in exact
+arithmetic. In the linear domain every product is of factors ≤ 1 and every sum is of
+positive terms: nothing overflows, a product that underflows is a term already below
+float's smallest normal (≈ 1e-38 in float32) times b, no log of 0, no NaN; and a sum of
+positive terms has no cancellation, so each h_t is good to a relative γ_m, m = L(L + 3)/2,
+L = ⌈log₂ T⌉ (the derivation is in the tests), whatever the gates. :meth:`sequential` is
+the same recurrence on the same a, b stepped in a Python loop, for comparison.
+
+Why not log space, as the paper's appendix B does (we did, until measured). Heinsen's
+log h_t = A_t + logcumsumexp_s(log b_s − A_s), A_t = Σ_{r≤t} log a_r, cancels: A_t and
+the logcumsumexp grow with how much the state has forgotten, so its float32 error grows
+with |A_t| (1.8e-4 relative at T = 1000 with the gates spread, against 7.4e-7 for a
+log-space doubling scan), and torch's CPU logcumsumexp is a scalar loop (54 ms at T = 100
+against 31 ms doubling). The log-space doubling scan (logaddexp per pass) fixed the error
+but costs an exp and a log1p per element per pass: forward and backward 31.8 ms at
+T = 100 and 135.9 ms at T = 300 (minGRU), against 19.1 and 83.6 ms linear and 23.8 and
+187.3 ms for the Python loop, same session (one thread, batch 64, H = 64, float32).
+
+Cost now (forward + backward of Σ (r·h_t)², float32, one thread, batch 64, H = 64, input 2;
+the minimum of 25 runs, 2026-12-05, load average 2.7 on 2 cores, so ±20 % between runs:
+minGRU's loop at T = 300 took 168 to 234 ms in three runs):
+
+    ======== === ========= ========= ================ ==========
+    cell      T  scan (ms) loop (ms) loop / scan      probe (ms)
+    ======== === ========= ========= ================ ==========
+    minGRU    50     7.7       8.5        1.1            8.2
+    minGRU   100    18.3      22.1        1.2           18.6
+    minGRU   300    79.5     167.6        2.1           81.8
+    minLSTM   50     9.0       9.3        1.0            9.8
+    minLSTM  100    20.9      25.6        1.2           22.6
+    minLSTM  300   110.8     188.1        1.7          103.4
+    ======== === ========= ========= ================ ==========
+
+scan = ``layer(x)``, loop = :meth:`sequential`, probe = ``unroll(x, record=True)`` with the
+gradients of the Scanned totals and the gates too (within noise of the scan: the same
+scan). The scan's O(T log T) vectorised work beats the loop's T small steps from about a
+hundred steps on; below that they are even. The price: autograd keeps the ⌈log₂ T⌉
+passes' tensors for the backward.
 
 Initial state: h_0 = 0, the model's initial state. The reference (BorealisAI/minRNNs,
 ``models/minRNNs.py``) does the same by default (with no previous state its first step is
@@ -66,11 +89,11 @@ step s is Π_{r=s+1..t} a_r, and a_t ∈ (0, 1) moves with x_t alone: training d
 (minGRU) or f′_t → 1 (minLSTM) on the units and steps that must carry, and nothing in the
 recurrence pulls the gain back down. It is learned, not fixed: at init it is ½ per step.
 
-Probe path (:meth:`unroll` with ``record=True``): the same scan, with b computed first as a
-graph node and the scan taking log b. Because b_t enters h_t with coefficient 1 and reaches
-the loss only through h_t, autograd's ∂ℓ/∂b_t *is* the total derivative ∂ℓ/∂h_t, so
-``states["h"]`` is a :class:`core.cells.Scanned` (values h, totals b) and the probe costs
-one scan forward and backward, as a training step does.
+Probe path (:meth:`unroll` with ``record=True``): the training path's scan, on the same a
+and b. Because b_t enters h_t with coefficient 1 and reaches the loss only through h_t,
+autograd's ∂ℓ/∂b_t *is* the total derivative ∂ℓ/∂h_t, so ``states["h"]`` is a
+:class:`core.cells.Scanned` (values h, totals b) and the probe costs one scan forward and
+backward, as a training step does, plus the recorded activations.
 """
 
 from __future__ import annotations
@@ -89,35 +112,22 @@ def g(x: Tensor) -> Tensor:
     return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
 
 
-def log_g(x: Tensor) -> Tensor:
-    """log g(x) without forming g: log(x + ½) for x ≥ 0, log σ(x) = −softplus(−x) below.
-    (relu keeps the unused branch's log finite, so its zero gradient stays zero.)"""
-    return torch.where(x >= 0, torch.log(torch.relu(x) + 0.5), -F.softplus(-x))
+def linear_scan(a: Tensor, b: Tensor) -> Tensor:
+    """h of h_t = a_t ⊙ h_{t−1} + b_t, h_0 = 0, for every step at once.
 
-
-def log_scan(log_a: Tensor, log_b: Tensor) -> Tensor:
-    """log h of h_t = a_t ⊙ h_{t−1} + b_t, h_0 = 0, for every step at once.
-
-    ``log_a`` and ``log_b`` are (batch, steps, width); returns log h, (batch, steps, width):
-    log h_t = logsumexp_{s≤t}(log b_s + Σ_{r=s+1..t} log a_r), by doubling (see the module
-    docstring). After the pass with offset k, step t holds the map of the window
-    (t − 2k, t]: log a = Σ of its log a_r, log b = log h_t started from 0 at its start.
+    ``a`` (in [0, 1]) and ``b`` (≥ 0) are (batch, steps, width); returns h, (batch, steps,
+    width), by doubling (see the module docstring). After the pass with offset k, step t
+    holds the map of the window (t − 2k, t]: a = Π of its a_r, b = h_t started from 0 at
+    its start. Every quantity is a sum of products of factors ≤ 1 times b: nothing grows.
     """
-    steps, k = log_a.shape[1], 1
+    steps, k = a.shape[1], 1
     while k < steps:
         # b_t ← b_t + a_t ⊙ b_{t−k}: the window (t − 2k, t − k] applied before (t − k, t]
-        log_b = torch.cat([log_b[:, :k], torch.logaddexp(log_b[:, k:], log_a[:, k:] + log_b[:, :-k])], 1)
+        b = torch.cat([b[:, :k], torch.addcmul(b[:, k:], a[:, k:], b[:, :-k])], 1)
         if 2 * k < steps:  # a_t ← a_t ⊙ a_{t−k}  (the last pass needs no a)
-            log_a = torch.cat([log_a[:, :k], log_a[:, k:] + log_a[:, :-k]], 1)
+            a = torch.cat([a[:, :k], a[:, k:] * a[:, :-k]], 1)
         k *= 2
-    return log_b
-
-
-def _log_positive(b: Tensor) -> Tensor:
-    """log b for the probe's scan. b > 0 in exact arithmetic; the clamp only keeps a b that
-    underflowed to 0 (a pre-activation below about −87 in float32) from giving −∞ and a
-    NaN gradient: such a b_t contributes nothing and is reported with a zero gradient."""
-    return torch.log(b.clamp_min(torch.finfo(b.dtype).tiny))
+    return b
 
 
 def _per_step_mean(v: Tensor) -> Tensor:
@@ -131,7 +141,10 @@ def _gain_max(gain: Tensor) -> Tensor:
 
 
 class _MinRNN(nn.Module):
-    """What the two cells share: one Linear for all gate blocks, the input check."""
+    """What the two cells share: one Linear for all gate blocks, the input check, and the
+    three ways to run h_t = a_t ⊙ h_{t−1} + b_t on the cell's a, b (:meth:`_coefficients`):
+    the scan (:meth:`forward`), the probe's scan (:meth:`unroll`), the loop
+    (:meth:`sequential`)."""
 
     gate_names: tuple[str, ...] = ()
     uses_fused = False
@@ -154,13 +167,51 @@ class _MinRNN(nn.Module):
             )
         return self.linear(x).chunk(len(self.gate_names), dim=-1)
 
+    def _coefficients(
+        self, x: Tensor, activations: bool = False
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor, dict[str, Tensor]]:
+        """(pre-activations by gate name, a, b, each gate's (batch, steps, hidden) activation
+        by name: only when ``activations``, so the training path computes none it does not
+        need); a ∈ [0, 1], b ≥ 0, all (batch, steps, hidden)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(batch, steps, input) → h, (batch, steps, hidden): the linear-domain scan."""
+        _, a, b, _ = self._coefficients(x)
+        return linear_scan(a, b)
+
+    def sequential(self, x: Tensor) -> Tensor:
+        """The same recurrence on the same a, b, stepped through time in a Python loop:
+        (batch, steps, input) → h, (batch, steps, hidden). Equal to :meth:`forward` up to
+        rounding; for measuring the scan against the loop (bench/modern.py)."""
+        _, a, b, _ = self._coefficients(x)
+        h, hs = a.new_zeros(a[:, 0].shape), []  # h_0 = 0
+        for t in range(a.shape[1]):
+            h = torch.addcmul(b[:, t], a[:, t], h)  # h_t = a_t ⊙ h_{t−1} + b_t
+            hs.append(h)
+        return torch.stack(hs, dim=1)
+
+    def unroll(self, x: Tensor, record: bool = False) -> Unrolled:
+        """The probe's path: the training path's scan, with ``states["h"]`` a
+        :class:`core.cells.Scanned` whose totals are b, the node the scan consumes (its
+        gradient is ∂ℓ/∂h_t, total; see the module docstring)."""
+        pre, a, b, act = self._coefficients(x, activations=record)
+        h = linear_scan(a, b)
+        if not record:
+            return Unrolled(h=h)
+        gain = a.detach()  # ∂h_t/∂h_{t−1} = diag(a_t)
+        activations = {n: _per_step_mean(v) for n, v in act.items()}
+        activations.update(gain=_per_step_mean(gain), gain_max=_gain_max(gain))
+        return Unrolled(h=h, states={"h": Scanned(values=h, totals=b)}, gates=pre,
+                        activations=activations)
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
 
 
 class MinGRULayer(_MinRNN):
     """minGRU: h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t, z_t = σ(W_z x_t + b_z),
-    h̃_t = g(W_h x_t + b_h); per-step gain 1 − z_t (see the module docstring).
+    h̃_t = g(W_h x_t + b_h); per-step gain a_t = 1 − z_t (see the module docstring).
 
     Activations recorded per step: ``z`` (mean z_t), ``g`` (mean h̃_t), ``gain`` (mean
     1 − z_t) and ``gain_max`` (the largest over units of the batch-mean 1 − z_t).
@@ -168,46 +219,29 @@ class MinGRULayer(_MinRNN):
 
     gate_names = ("z", "g")
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(batch, steps, input) → h, (batch, steps, hidden): the log-space scan."""
-        p_z, p_h = self._pre_activations(x)
-        log_a = -F.softplus(p_z)  # log(1 − z_t) = log σ(−p_z) = −softplus(p_z)
-        log_z = -F.softplus(-p_z)  # log z_t = log σ(p_z) = −softplus(−p_z)
-        log_b = log_z + log_g(p_h)  # log(z_t ⊙ h̃_t) = log z_t + log g(p_h)
-        return torch.exp(log_scan(log_a, log_b))
-
-    def unroll(self, x: Tensor, record: bool = False) -> Unrolled:
-        """The probe's path: the same scan over all steps, with b_t = z_t ⊙ h̃_t a graph
-        node whose gradient is ∂ℓ/∂h_t (total); see the module docstring."""
-        if not record:
-            return Unrolled(h=self.forward(x))
+    def _coefficients(self, x, activations=False):
         p_z, p_h = self._pre_activations(x)
         z = torch.sigmoid(p_z)  # z_t = σ(p_z)
         h_tilde = g(p_h)  # h̃_t = g(p_h)
+        a = torch.sigmoid(-p_z)  # a_t = 1 − z_t = σ(−p_z), not 1 − σ(p_z) (which rounds to 0)
         b = z * h_tilde  # b_t = z_t ⊙ h̃_t: the node the scan consumes
-        log_a = -F.softplus(p_z)  # log a_t = log(1 − z_t) = −softplus(p_z)
-        h = torch.exp(log_scan(log_a, _log_positive(b)))  # h_t = (1 − z_t) ⊙ h_{t−1} + b_t
-        gain = 1.0 - z.detach()  # ∂h_t/∂h_{t−1} = diag(1 − z_t)
-        return Unrolled(
-            h=h,
-            states={"h": Scanned(values=h, totals=b)},
-            gates={"z": p_z, "g": p_h},
-            activations={
-                "z": _per_step_mean(z),
-                "g": _per_step_mean(h_tilde),
-                "gain": _per_step_mean(gain),
-                "gain_max": _gain_max(gain),
-            },
-        )
+        return {"z": p_z, "g": p_h}, a, b, {"z": z, "g": h_tilde}
 
 
 class MinLSTMLayer(_MinRNN):
     """minLSTM: h_t = f′_t ⊙ h_{t−1} + i′_t ⊙ h̃_t, f′ = f/(f + i), i′ = i/(f + i),
     f_t = σ(W_f x_t + b_f), i_t = σ(W_i x_t + b_i), h̃_t = g(W_h x_t + b_h); per-step
-    gain f′_t (see the module docstring).
+    gain a_t = f′_t (see the module docstring).
 
-    In log space with d_t = log(i_t / f_t) = softplus(−p_f) − softplus(−p_i):
-    f′ = 1 / (1 + i/f) = σ(−d), i′ = σ(d), so log f′ = −softplus(d), log i′ = −softplus(−d).
+    f′ and i′ from one log ratio, never from f + i (whose quotient loses f′'s relative
+    accuracy when both gates are near 0): with d_t = log f_t − log i_t,
+
+        f′ = f/(f + i) = 1/(1 + i/f) = 1/(1 + e^{−d}) = σ(d),   i′ = 1 − σ(d) = σ(−d),
+        d = log σ(p_f) − log σ(p_i) = softplus(−p_i) − softplus(−p_f),
+
+    log σ taken by ``logsigmoid`` (min(p, 0) − log1p(e^{−|p|}), exact to a few u for any
+    p), not as −softplus(−p): torch's softplus returns its argument above 20, off by
+    log1p(e^{−20}) ≈ 2e-9, far above float64's rounding.
 
     Activations recorded per step: ``f``, ``i`` (mean f_t, i_t: the gates before the
     normalisation), ``g`` (mean h̃_t), ``gain`` (mean f′_t) and ``gain_max`` (the largest
@@ -216,41 +250,11 @@ class MinLSTMLayer(_MinRNN):
 
     gate_names = ("f", "i", "g")
 
-    @staticmethod
-    def _log_ratio(p_f: Tensor, p_i: Tensor) -> Tensor:
-        # d_t = log(i_t / f_t) = log σ(p_i) − log σ(p_f) = softplus(−p_f) − softplus(−p_i)
-        return F.softplus(-p_f) - F.softplus(-p_i)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(batch, steps, input) → h, (batch, steps, hidden): the log-space scan."""
+    def _coefficients(self, x, activations=False):
         p_f, p_i, p_h = self._pre_activations(x)
-        d = self._log_ratio(p_f, p_i)
-        log_a = -F.softplus(d)  # log f′_t = log(f_t / (f_t + i_t)) = −softplus(d_t)
-        log_i = -F.softplus(-d)  # log i′_t = log(i_t / (f_t + i_t)) = −softplus(−d_t)
-        log_b = log_i + log_g(p_h)  # log(i′_t ⊙ h̃_t)
-        return torch.exp(log_scan(log_a, log_b))
-
-    def unroll(self, x: Tensor, record: bool = False) -> Unrolled:
-        """The probe's path: the same scan over all steps, with b_t = i′_t ⊙ h̃_t a graph
-        node whose gradient is ∂ℓ/∂h_t (total); see the module docstring."""
-        if not record:
-            return Unrolled(h=self.forward(x))
-        p_f, p_i, p_h = self._pre_activations(x)
-        d = self._log_ratio(p_f, p_i)
+        d = F.logsigmoid(p_f) - F.logsigmoid(p_i)  # d_t = log f_t − log i_t
         h_tilde = g(p_h)  # h̃_t = g(p_h)
-        b = torch.sigmoid(d) * h_tilde  # b_t = i′_t ⊙ h̃_t, i′_t = σ(d_t): the scan's node
-        log_a = -F.softplus(d)  # log a_t = log f′_t = −softplus(d_t)
-        h = torch.exp(log_scan(log_a, _log_positive(b)))  # h_t = f′_t ⊙ h_{t−1} + b_t
-        gain = torch.sigmoid(-d.detach())  # ∂h_t/∂h_{t−1} = diag(f′_t), f′_t = σ(−d_t)
-        return Unrolled(
-            h=h,
-            states={"h": Scanned(values=h, totals=b)},
-            gates={"f": p_f, "i": p_i, "g": p_h},
-            activations={
-                "f": _per_step_mean(torch.sigmoid(p_f)),
-                "i": _per_step_mean(torch.sigmoid(p_i)),
-                "g": _per_step_mean(h_tilde),
-                "gain": _per_step_mean(gain),
-                "gain_max": _gain_max(gain),
-            },
-        )
+        a = torch.sigmoid(d)  # a_t = f′_t = σ(d_t)
+        b = torch.sigmoid(-d) * h_tilde  # b_t = i′_t ⊙ h̃_t, i′_t = σ(−d_t): the scan's node
+        act = {"f": torch.sigmoid(p_f), "i": torch.sigmoid(p_i), "g": h_tilde} if activations else {}
+        return {"f": p_f, "i": p_i, "g": p_h}, a, b, act
