@@ -296,11 +296,16 @@ def test_forward_equals_unroll_h(arch):
 @pytest.mark.parametrize("steps", [1, 2, 9, 12])
 def test_sequential_loop_equals_the_scan(arch, steps):
     """``sequential`` (bench/modern.py's loop) steps h_t = a_t h_{t−1} + b_t on the same a,
-    b as the scan: they differ by the scan's γ_m and the loop's two roundings per step
-    (forward_bound with the inputs exact), relatively, as do their parameter gradients:
-    ∂ℓ/∂p = Σ_t ∂ℓ/∂h_t-terms, each path's total derivative within gradient_tolerance of
-    exact (the inputs exact); the same a′, b′ and x follow (8u each), the matmul's
-    backward sums B·T·H terms: tolerance per weight (tol_h + (8 + B·T)u·G_abs)·sens·|x|."""
+    b as the scan: the two h differ by the scan's γ_m and the loop's two roundings per step,
+    relatively (forward_bound with the inputs exact).
+
+    Bias gradients: ∂ℓ/∂bias_j = Σ_{b,t} ∂ℓ/∂p_{b,t,j}, ∂ℓ/∂p = ∂ℓ/∂a ⊙ a′ + ∂ℓ/∂b ⊙ b′
+    through the same a′, b′. ∂ℓ/∂b_t is the total derivative ∂ℓ/∂h_t, the two paths within
+    tol_h (gradient_tolerance) of each other; ∂ℓ/∂a_t = ∂ℓ/∂h_t ⊙ h_{t−1}, which the scan's
+    backward forms from its b-windows and a-chain in ≤ 2m + 2L + 1 roundings per term,
+    under the 4m of 4·rel: within tol_h·h_{t−1}. The shared derivatives a′, b′ and their
+    products add 8u·G_abs, the sum over B·T entries γ_{BT}: per bias entry
+    Σ_{b,t} (tol_h + (8 + B·T)u·G_abs)·sens, sens = ¼h_{t−1} + ¼h̃_t + 1 ≥ |a′|h_{t−1} + |b′|."""
     layer, x = make(arch)
     x = x[:, :steps]
     with torch.no_grad():
