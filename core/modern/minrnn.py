@@ -235,8 +235,9 @@ class MinLSTMLayer(_MinRNN):
     f_t = σ(W_f x_t + b_f), i_t = σ(W_i x_t + b_i), h̃_t = g(W_h x_t + b_h); per-step
     gain a_t = f′_t (see the module docstring).
 
-    f′ and i′ from one log ratio, never from f + i (whose quotient loses f′'s relative
-    accuracy when both gates are near 0): with d_t = log f_t − log i_t,
+    f′ and i′ from one log ratio, never as f/(f + i): in float32 σ(p) turns denormal (few
+    bits) below p ≈ −87 and 0 below ≈ −104, where the quotient is 0/0 = NaN. With
+    d_t = log f_t − log i_t,
 
         f′ = f/(f + i) = 1/(1 + i/f) = 1/(1 + e^{−d}) = σ(d),   i′ = 1 − σ(d) = σ(−d),
         d = log σ(p_f) − log σ(p_i) = softplus(−p_i) − softplus(−p_f),
