@@ -235,8 +235,8 @@ class MinLSTMLayer(_MinRNN):
     f_t = σ(W_f x_t + b_f), i_t = σ(W_i x_t + b_i), h̃_t = g(W_h x_t + b_h); per-step
     gain a_t = f′_t (see the module docstring).
 
-    f′ and i′ from one log ratio, never as f/(f + i): in float32 σ(p) turns denormal (few
-    bits) below p ≈ −87 and 0 below ≈ −104, where the quotient is 0/0 = NaN. With
+    f′ and i′ from one log ratio, never as f/(f + i): in float32 torch's σ(p) is 0 below
+    p ≈ −88 (measured: 1.6e-38 at −87, 0 at −89), where the quotient is 0/0 = NaN. With
     d_t = log f_t − log i_t,
 
         f′ = f/(f + i) = 1/(1 + i/f) = 1/(1 + e^{−d}) = σ(d),   i′ = 1 − σ(d) = σ(−d),
