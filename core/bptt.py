@@ -57,19 +57,17 @@ Public functions:
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 
 from core import native, settings
 from core.models import SequenceModel
-from core.probe import ProbeResult, summarise_arrays
+from core.probe import CARRY_GATES, ProbeResult, long_table, summarise_arrays
 from core.tasks import Task
 
 Tensor = torch.Tensor
@@ -692,16 +690,6 @@ def fast_train_step(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -> t
 _GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 
 
-@functools.lru_cache(maxsize=64)
-def _long_index(steps: int, names: tuple[str, ...]):
-    """The (t, name) columns of a long table, name-major: built once per shape. (Turning
-    the names into pandas' string column is most of a small probe's DataFrame cost;
-    pandas' copy-on-write keeps the shared arrays from being modified.)"""
-    t = np.tile(np.arange(steps), len(names))
-    t.flags.writeable = False
-    return t, pd.array(np.repeat(names, steps), dtype="str")
-
-
 def fast_probe(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -> ProbeResult:
     """Same result as :func:`core.probe.probe`, from the hand-written pass."""
     bp = backprop(model, task, x, y, record=True)
@@ -711,19 +699,14 @@ def fast_probe(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -> ProbeR
     grad_norms = bp.grad_norms()  # grad_norm(t, q) = mean_b ‖∂ℓ_b/∂q_{t,b}‖₂
     norms = torch.stack([grad_norms[q] for q in quantities])
     norms = norms.double().cpu().numpy()  # (quantities, T)
-    t_col, q_col = _long_index(steps, tuple(quantities))
-    profile = pd.DataFrame({"t": t_col, "quantity": q_col, "grad_norm": norms.reshape(-1)}, copy=False)
-    gates = list(bp.activations)
-    if gates:
-        means = torch.stack([bp.activations[q] for q in gates]).double().cpu().numpy()
-        t_col, g_col = _long_index(steps, tuple(gates))
-        activations = pd.DataFrame({"t": t_col, "gate": g_col, "mean": means.reshape(-1)}, copy=False)
-    else:
-        means = np.zeros((0, steps))
-        activations = pd.DataFrame({"t": [], "gate": [], "mean": []})
+    profile = long_table(norms, tuple(quantities), "quantity", "grad_norm")
+    gates = tuple(bp.activations)
+    means = (torch.stack([bp.activations[q] for q in gates]).double().cpu().numpy() if gates
+             else np.zeros((0, steps)))
+    activations = long_table(means, gates, "gate", "mean")
     row = dict(zip(quantities, norms))
     summary = summarise_arrays(
-        row["h"], row.get("c", np.zeros(0)), {q: m for q, m in zip(gates, means) if q in ("f", "z", "f_max", "z_max")}
+        row["h"], row.get("c", np.zeros(0)), {q: m for q, m in zip(gates, means) if q in CARRY_GATES}
     )
     return ProbeResult(
         loss=bp.per_seq.mean(),

@@ -14,6 +14,7 @@ step costs one unrolled forward/backward, not two.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,7 +70,7 @@ def probe(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor) ->
     param_grads = [None if g is None else g / batch for g in grads[: len(params)]]
 
     steps = x.shape[1]
-    frames = []
+    names, rows = [], []
     offset = len(params)
     gate_names = set(getattr(model.recurrent, "gate_names", ()))
     n_states = len(u.states)
@@ -83,25 +84,45 @@ def probe(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor) ->
         else:
             named = [(name, g)]
         for q, gq in named:
-            norm = gq.detach().norm(dim=2).mean(dim=1).double().cpu().numpy()
-            frames.append(pd.DataFrame({"t": np.arange(steps), "quantity": q, "grad_norm": norm}))
-    profile = pd.concat(frames, ignore_index=True)
-    activations = pd.concat(
-        [
-            pd.DataFrame({"t": np.arange(steps), "gate": k, "mean": v.double().cpu().numpy()})
-            for k, v in u.activations.items()
-        ]
-        or [pd.DataFrame({"t": [], "gate": [], "mean": []})],
-        ignore_index=True,
-    )
+            names.append(q)
+            rows.append(gq.detach().norm(dim=2).mean(dim=1))     # mean_b ‖∂ℓ_b/∂q_{t,b}‖₂
+    norms = torch.stack(rows).double().cpu().numpy()             # (quantities, T)
+    profile = long_table(norms, tuple(names), "quantity", "grad_norm")
+    gates = tuple(u.activations)
+    means = (torch.stack([u.activations[k] for k in gates]).double().cpu().numpy() if gates
+             else np.zeros((0, steps)))
+    activations = long_table(means, gates, "gate", "mean")
+    by_name = dict(zip(names, norms))
+    summary = summarise_arrays(by_name["h"], by_name.get("c", np.zeros(0)),
+                               {q: m for q, m in zip(gates, means) if q in CARRY_GATES})
     return ProbeResult(
         loss=per_seq.detach().mean(),
         outputs=out.detach(),
         profile=profile,
         activations=activations,
-        summary=summarise(profile, activations),
+        summary=summary,
         param_grads=param_grads,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _long_index(steps: int, names: tuple[str, ...]):
+    """The (t, name) columns of a long table, name-major: built once per shape. (Turning
+    the names into pandas' string column is most of a small probe's DataFrame cost;
+    pandas' copy-on-write keeps the shared arrays from being modified.)"""
+    t = np.tile(np.arange(steps), len(names))
+    t.flags.writeable = False
+    return t, pd.array(np.repeat(names, steps), dtype="str")
+
+
+def long_table(values: np.ndarray, names: tuple[str, ...], key: str, value: str) -> pd.DataFrame:
+    """(len(names), T) values → the tidy frame (t, ``key``, ``value``), in one construction
+    (a frame per quantity and a concat cost a small probe more than its backward pass)."""
+    steps = values.shape[1] if values.ndim == 2 else 0
+    if not names:
+        return pd.DataFrame({"t": [], key: [], value: []})
+    t_col, n_col = _long_index(steps, names)
+    return pd.DataFrame({"t": t_col, key: n_col, value: values.reshape(-1)}, copy=False)
 
 
 def gradient_profile(
