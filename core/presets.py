@@ -68,6 +68,17 @@ PRESETS.update({
     PURE_LAG_F_ONLY: dict(PURE_LAG, forget_bias=5.0),
 })
 
+# The later answers on the same pure lag (issue 17; the pure-lag-modern sweep, BENCHMARKS.md
+# "The later architectures"): seed 0 at these settings, the LRU (|λ| on a ring near 1 by
+# construction) solved it at step 200; minGRU (its gate starts at a half)
+# was at chance after 1500 steps, its gradient reaching 13 of 100 steps.
+MODERN_FIXED = "Pure lag, T = 100: the LRU (a gain fixed near 1)"
+MODERN_GATED = "Pure lag, T = 100: minGRU (a gate that starts at a half)"
+PRESETS.update({
+    MODERN_FIXED: dict(PURE_LAG, arch="lru"),
+    MODERN_GATED: dict(PURE_LAG, arch="mingru"),
+})
+
 
 def preset_config(name: str) -> TrainConfig:
     """The preset's full config (unknown name → KeyError listing the presets)."""
