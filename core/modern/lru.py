@@ -95,10 +95,12 @@ class LRULayer(nn.Module):
     Args:
       input_size: width of u_t.
       hidden_size: N complex state units and H = N output features.
-      r_min, r_max: the ring |λ| is drawn on (0 ≤ r_min ≤ r_max < 1). The defaults are
-        the paper's for long-range tasks: memory times 1/(1 − |λ|) from 10 to 1000 steps.
-      max_phase: arg λ is drawn in (0, max_phase]; 2π covers every frequency (the paper
-        narrows it to a thin slice near 0 for its longest task, PathX).
+      r_min, r_max: the ring |λ| is drawn on (0 ≤ r_min ≤ r_max < 1). The defaults put
+        it near 1 (the paper's point for long ranges): memory times 1/(1 − |λ|) from 10 to
+        1000 steps, the lags of our tasks. (The paper's reference code defaults to the
+        whole disk, r_min = 0, r_max = 1, and is set per task.)
+      max_phase: arg λ is drawn in (0, max_phase]; 2π covers every frequency (narrow
+        slices near 0 are used for the longest tasks).
     """
 
     gate_names: tuple[str, ...] = ()
