@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.modern.indrnn import DEFAULT_T_MAX, IndRNNLayer
+from core.cells import Scanned, graph_nodes, stack_gradients
+from core.modern.indrnn import DEFAULT_T_MAX, IndRNNLayer, _Recurrence
 
 D = torch.float64
 U64 = 2.0**-53  # float64 unit roundoff
@@ -67,6 +68,12 @@ def _loss(h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return ((h @ r) ** 2).sum()
 
 
+def _recorded_h_gradients(rec, loss: torch.Tensor) -> torch.Tensor:
+    """∂ℓ/∂h_t for every t as the probe takes it (through the recorded graph nodes), (T, B, H)."""
+    nodes = graph_nodes(rec.states["h"])
+    return stack_gradients(rec.states["h"], list(torch.autograd.grad(loss, nodes)))
+
+
 # --- 1. forward ---------------------------------------------------------------------------------
 
 
@@ -105,7 +112,8 @@ def test_recorded_h_gradients_equal_finite_differences_injected_in_the_loop():
     r = _readout()
     rec = layer.unroll(x, record=True)
     assert set(rec.states) == {"h"} and rec.gates == {} and layer.gate_names == ()
-    grads = torch.autograd.grad(_loss(rec.h, r), rec.states["h"])
+    assert isinstance(rec.states["h"], Scanned)  # through the probe input z of the Function
+    grads = _recorded_h_gradients(rec, _loss(rec.h, r))
     W, u, b = (p.detach() for p in _params(layer))
     _, a0 = paper_indrnn(x, W, u, b)
     points = _POINTS + [tuple(int(v) for v in (t_, b_, k_)) for t_, b_, k_ in
@@ -137,12 +145,70 @@ def test_core_probe_reports_the_norms_of_the_recorded_h_gradients():
     x = x.double()
     res = probe(model, task, x, y)
     out, rec = model.unroll(x, record=True)
-    g = torch.autograd.grad(task.loss(out, y).sum(), rec.states["h"])
-    want = torch.stack(g).norm(dim=2).mean(1)
+    want = _recorded_h_gradients(rec, task.loss(out, y).sum()).norm(dim=2).mean(1)
     got = torch.tensor(res.profile.query("quantity == 'h'").sort_values("t")["grad_norm"].values)
     # The same graph differentiated twice: equal up to the order of a few sums (H terms).
     torch.testing.assert_close(got, want, rtol=10 * H * U64, atol=0)
     assert set(res.activations["gate"]) == {"gain", "gain_max"}
+
+
+def _plain_autograd_h_gradients(x, W, u, b, r):
+    """The old probe: the paper's loop with every h_t a graph node of its own, every later
+    use of h_t going through it, and autograd's ∂ℓ/∂h_t (total) for each. Also G_t, the
+    direct ∂ℓ/∂h_t (ℓ's own dependence on h_t, no later step)."""
+    h = torch.zeros(x.shape[0], W.shape[0], dtype=x.dtype)
+    hs = []
+    for t in range(x.shape[1]):
+        h = torch.relu(x[:, t] @ W.T + u * h + b)  # h_t = relu(W x_t + u ⊙ h_{t−1} + b)
+        hs.append(h)
+    total = torch.stack(torch.autograd.grad(_loss(torch.stack(hs, 1), r), hs))
+    h_leaf = torch.stack(hs, 1).detach().requires_grad_()
+    (direct,) = torch.autograd.grad(_loss(h_leaf, r), h_leaf)
+    return total, direct.transpose(0, 1)
+
+
+def test_recorded_totals_equal_plain_autograd_through_a_per_step_loop():
+    layer, x = _layer(), _x()
+    r = _readout()
+    rec = layer.unroll(x, record=True)
+    got = _recorded_h_gradients(rec, _loss(rec.h, r))
+    want, direct = _plain_autograd_h_gradients(x, *_params(layer), r)
+    # Both run δ_{t−1} = G_{t−1} + u ⊙ relu′(a_t) δ_t, in their own order: ≤ 2 roundings a
+    # step, each ≤ u₆₄ of a term ≤ max|G| + max|δ|, and an error carried back to step t is
+    # multiplied by ∏|u| ≤ 2 (the bound): |difference| ≤ 2 · 2 · 2T u₆₄ × that scale; ×10.
+    scale = direct.abs().max().item() + want.abs().max().item()
+    torch.testing.assert_close(got, want, rtol=0, atol=10 * 8 * T * U64 * scale)
+    assert (want != direct).any()  # later steps do contribute: the totals are not G
+
+
+def test_the_probe_input_leaves_forward_bit_identical_and_the_training_path_without_it():
+    layer, x = _layer(), _x()
+    g = torch.nn.functional.linear(x, layer.weight_ih, layer.bias_ih).transpose(0, 1).contiguous()
+    u = layer.weight_hh
+    with torch.no_grad():
+        plain = _Recurrence.apply(g, u)
+        probed = _Recurrence.apply(g, u, torch.zeros_like(g))
+    assert torch.equal(plain, probed)  # relu(a_t) + 0.0 is relu(a_t), bit for bit
+    assert torch.equal(layer(x), layer.unroll(x, record=True).h)
+    # The training path asks no δ_t of the backward: its graph has no z (2 inputs).
+    assert len(layer(x).grad_fn.next_functions[0][0].next_functions) == 2
+
+
+def test_the_functions_backward_gives_delta_for_any_probe_input():
+    """gradcheck of the Function with a nonzero z: ∂ℓ/∂z_t = δ_t holds for every z, and the
+    backward's relu′ is that of a_t, not of h_t = relu(a_t) + z_t."""
+    gen = torch.Generator().manual_seed(11)
+    g = torch.randn(5, 2, 3, dtype=D, generator=gen).requires_grad_()
+    u = torch.empty(3, dtype=D).uniform_(-1.0, 1.0, generator=gen).requires_grad_()
+    z = (0.5 * torch.randn(5, 2, 3, dtype=D, generator=gen)).requires_grad_()
+    h, pres = torch.zeros(2, 3, dtype=D), []
+    for t in range(5):  # the pre-activations, to keep gradcheck's ε off the relu kink
+        a = g[t].detach() + u.detach() * h
+        h = torch.relu(a) + z[t].detach()
+        pres.append(a)
+    a = torch.stack(pres)
+    assert a.abs().min() > 1e-3 and (a < 0).any() and (h < 0).any()
+    assert torch.autograd.gradcheck(_Recurrence.apply, (g, u, z))
 
 
 # --- 3. parameter gradients -----------------------------------------------------------------------

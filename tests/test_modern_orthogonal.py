@@ -17,7 +17,8 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from core.modern.orthogonal import OrthogonalRNNLayer, henaff_orthogonal
+from core.cells import Scanned, graph_nodes, stack_gradients
+from core.modern.orthogonal import OrthogonalRNNLayer, _Recurrence, henaff_orthogonal
 
 D = torch.float64
 U64 = 2.0**-53  # float64 unit roundoff
@@ -80,6 +81,12 @@ def _readout(h_dim: int = H, out: int = 2) -> torch.Tensor:
 def _loss(h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """ℓ = Σ_{b,t} ‖h_{b,t} R‖²: a sum of squares over a fixed readout."""
     return ((h @ r) ** 2).sum()
+
+
+def _recorded_h_gradients(rec, loss: torch.Tensor) -> torch.Tensor:
+    """∂ℓ/∂h_t for every t as the probe takes it (through the recorded graph nodes), (T, B, H)."""
+    nodes = graph_nodes(rec.states["h"])
+    return stack_gradients(rec.states["h"], list(torch.autograd.grad(loss, nodes)))
 
 
 def _forward_error_bound(layer, x) -> float:
@@ -155,7 +162,8 @@ def test_recorded_h_gradients_equal_finite_differences_injected_in_the_loop():
     r = _readout()
     rec = layer.unroll(x, record=True)
     assert set(rec.states) == {"h"} and rec.gates == {} and layer.gate_names == ()
-    grads = torch.autograd.grad(_loss(rec.h, r), rec.states["h"])
+    assert isinstance(rec.states["h"], Scanned)  # through the probe input z of the Function
+    grads = _recorded_h_gradients(rec, _loss(rec.h, r))
     params = tuple(p.detach() for p in _params(layer))
     eps = 1e-4
 
@@ -187,12 +195,65 @@ def test_core_probe_reports_the_norms_of_the_recorded_h_gradients():
     x = x.double()
     res = probe(model, task, x, y)
     out, rec = model.unroll(x, record=True)
-    g = torch.autograd.grad(task.loss(out, y).sum(), rec.states["h"])
-    want = torch.stack(g).norm(dim=2).mean(1)
+    want = _recorded_h_gradients(rec, task.loss(out, y).sum()).norm(dim=2).mean(1)
     got = torch.tensor(res.profile.query("quantity == 'h'").sort_values("t")["grad_norm"].values)
     # The same graph differentiated twice: equal up to the order of a few sums (H terms).
     torch.testing.assert_close(got, want, rtol=10 * H * U64, atol=0)
     assert set(res.activations["gate"]) == {"gain", "gain_max"}
+
+
+def _plain_autograd_h_gradients(x, w_ih, w_hh, b_ih, b_hh, r):
+    """The old probe: the stepped equations with every h_t a graph node of its own, every
+    later use of h_t going through it, and autograd's ∂ℓ/∂h_t (total) for each. Also G_t,
+    the direct ∂ℓ/∂h_t (ℓ's own dependence on h_t, no later step)."""
+    h = torch.zeros(x.shape[0], w_hh.shape[0], dtype=x.dtype)
+    hs = []
+    for t in range(x.shape[1]):
+        h = torch.tanh(x[:, t] @ w_ih.T + b_ih + h @ w_hh.T + b_hh)
+        hs.append(h)
+    total = torch.stack(torch.autograd.grad(_loss(torch.stack(hs, 1), r), hs))
+    h_leaf = torch.stack(hs, 1).detach().requires_grad_()
+    (direct,) = torch.autograd.grad(_loss(h_leaf, r), h_leaf)
+    return total, direct.transpose(0, 1)
+
+
+def test_recorded_totals_equal_plain_autograd_through_a_per_step_loop():
+    layer, x = _trained(_layer(), _x(), steps=10, lr=0.05), _x(seed=2)  # W_hh not block-diagonal
+    r = _readout()
+    rec = layer.unroll(x, record=True)
+    got = _recorded_h_gradients(rec, _loss(rec.h, r))
+    want, direct = _plain_autograd_h_gradients(x, *_params(layer), r)
+    # Both run δ_{t−1} = G_{t−1} + W_hhᵀ (tanh′ ⊙ δ_t) in their own order: per step an
+    # H-term product and an add, ≤ (H + 2) u₆₄ × a term ≤ √H (max|G| + max|δ|) (‖W_hh‖_∞ ≤
+    # √H), carried back unamplified (|tanh′| ≤ 1, ‖W_hh‖₂ = 1); h itself differs by the
+    # forward bound, which moves tanh′ and G by ≤ 2|Δh| relative: ×10 margin.
+    scale = direct.abs().max().item() + want.abs().max().item()
+    tol = 10 * (2 * T * (H + 2) * H**0.5 * U64 + 2 * _forward_error_bound(layer, x)) * scale
+    torch.testing.assert_close(got, want, rtol=0, atol=tol)
+    assert (want != direct).any()  # later steps do contribute: the totals are not G
+
+
+def test_the_probe_input_leaves_forward_bit_identical_and_the_training_path_without_it():
+    layer, x = _layer(), _x()
+    with torch.no_grad():
+        w = layer.weight_hh
+        g = layer._input_projection(x).contiguous()
+        plain = _Recurrence.apply(g, w)
+        probed = _Recurrence.apply(g, w, torch.zeros_like(g))
+    assert torch.equal(plain, probed)  # tanh(a_t) + 0.0 is tanh(a_t), bit for bit
+    assert torch.equal(layer(x), layer.unroll(x, record=True).h)
+    # The training path asks no δ_t of the backward: its graph has no z (2 inputs).
+    assert len(layer(x).grad_fn.next_functions[0][0].next_functions) == 2
+
+
+def test_the_functions_backward_gives_delta_for_any_probe_input():
+    """gradcheck of the Function with a nonzero z and a general W: ∂ℓ/∂z_t = δ_t holds for
+    every z, and the backward's tanh′ is that of a_t, not 1 − h_t² (h_t = tanh(a_t) + z_t)."""
+    gen = torch.Generator().manual_seed(11)
+    g = torch.randn(5, 2, 3, dtype=D, generator=gen).requires_grad_()
+    w = (0.7 * torch.randn(3, 3, dtype=D, generator=gen)).requires_grad_()
+    z = (0.5 * torch.randn(5, 2, 3, dtype=D, generator=gen)).requires_grad_()
+    assert torch.autograd.gradcheck(_Recurrence.apply, (g, w, z))
 
 
 # --- 3. parameter gradients -----------------------------------------------------------------------

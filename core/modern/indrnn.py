@@ -49,7 +49,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.cells import Unrolled
+from core.cells import Scanned, Unrolled
 
 Tensor = torch.Tensor
 
@@ -116,31 +116,37 @@ class IndRNNLayer(nn.Module):
         return _Recurrence.apply(gx.transpose(0, 1).contiguous(), self.weight_hh).transpose(0, 1)
 
     def unroll(self, x: Tensor, record: bool = False) -> Unrolled:
-        """The probe's path: the same steps, each h_t a graph node of its own."""
+        """The probe's path: the training path's own recurrence (:class:`_Recurrence`), with
+        a zero probe input z when ``record``, h_t = relu(a_t) + z_t.
+
+        ``states["h"]`` is then a :class:`core.cells.Scanned` whose totals are z: z_t enters
+        h_t with coefficient 1 and reaches the loss only through h_t, so by the chain rule
+        ∂ℓ/∂z_t = ∂ℓ/∂h_t · ∂h_t/∂z_t = ∂ℓ/∂h_t, the *total* derivative δ_t along every
+        later step, which the hand-written backward computes anyway (it writes δ_t out
+        for z). z = 0 adds exactly 0.0, so h is bit for bit the forward's.
+        """
         self._check_input(x)
         self.constrain()
         u = self.weight_hh
-        gx = nn.functional.linear(x, self.weight_ih, self.bias_ih).transpose(0, 1)  # W x_t + b
-        h = x.new_zeros(x.shape[0], self.hidden_size)
-        hs, gain, gain_max = [], [], []
-        for t in range(x.shape[1]):
-            h = torch.relu(torch.addcmul(gx[t], u, h))  # h_t = relu(W x_t + b + u ⊙ h_{t−1})
-            hs.append(h)
-            if record:
-                # ∂h_t/∂h_{t−1} = diag(u ⊙ relu′(a_t)); relu′(a_t) = 1 exactly where h_t > 0
-                d = u.detach() * (h.detach() > 0)
-                gain.append(d.mean())
-                gain_max.append(d.mean(0).max())  # the most carrying unit (batch mean)
-        out = Unrolled(h=torch.stack(hs, 1))
-        if record:
-            out.states = {"h": hs}
-            out.activations = {"gain": torch.stack(gain), "gain_max": torch.stack(gain_max)}
-        return out
+        gx = nn.functional.linear(x, self.weight_ih, self.bias_ih)  # W x_t + b, all t at once
+        g = gx.transpose(0, 1).contiguous()  # time first, as _Recurrence takes it
+        if not record:
+            return Unrolled(h=_Recurrence.apply(g, u).transpose(0, 1))
+        z = x.new_zeros(x.shape[0], x.shape[1], self.hidden_size, requires_grad=True)  # (B, T, H)
+        h = _Recurrence.apply(g, u, z.transpose(0, 1)).transpose(0, 1)  # h_t = relu(a_t) + 0
+        with torch.no_grad():
+            # ∂h_t/∂h_{t−1} = diag(u ⊙ relu′(a_t)); relu′(a_t) = 1 exactly where h_t > 0
+            d = u * (h > 0)  # (B, T, H)
+            gain = d.mean((0, 2))
+            gain_max = d.mean(0).amax(1)  # the most carrying unit (batch mean), per step
+        return Unrolled(h=h, states={"h": Scanned(values=h, totals=z)},
+                        activations={"gain": gain, "gain_max": gain_max})
 
 
 class _Recurrence(torch.autograd.Function):
-    """h_t = relu(g_t + u ⊙ h_{t−1}), h_{−1} = 0, for g = W x + b given time first
-    (steps, batch, hidden), with the backward written out.
+    """h_t = relu(g_t + u ⊙ h_{t−1}) + z_t, h_{−1} = 0, for g = W x + b given time first
+    (steps, batch, hidden), with the backward written out. z, the probe input, is optional:
+    the training path passes none (and pays nothing for it), the probe passes zeros.
 
     Autograd through the loop records 2 nodes per step and walks them back one by one;
     here the forward runs without a graph and the backward is one loop of two element-wise
@@ -148,31 +154,40 @@ class _Recurrence(torch.autograd.Function):
     15 ms through autograd, 4.1 ms here (torch.nn.RNN relu with its full W_hh, fused:
     6.3 ms). Backward, with δ_t = ∂ℓ/∂h_t (total) and G_t the incoming ∂ℓ/∂h_t (direct):
 
-    ∂ℓ/∂a_t = δ_t ⊙ relu′(a_t), with relu′(a_t) = [h_t > 0]
+    ∂ℓ/∂a_t = δ_t ⊙ relu′(a_t), with relu′(a_t) = [relu(a_t) > 0]
     δ_{t−1} = G_{t−1} + u ⊙ ∂ℓ/∂a_t
     ∂ℓ/∂g_t = ∂ℓ/∂a_t,  ∂ℓ/∂u = Σ_{t ≥ 1, b} ∂ℓ/∂a_t ⊙ h_{t−1}
+    ∂ℓ/∂z_t = δ_t (z_t enters h_t with coefficient 1 and nothing else)
     """
 
     @staticmethod
-    def forward(ctx, g: Tensor, u: Tensor) -> Tensor:
+    def forward(ctx, g: Tensor, u: Tensor, z: Tensor | None = None) -> Tensor:
         h = torch.empty_like(g)
+        phi = h if z is None else torch.empty_like(g)  # relu(a_t): h_t itself when z is absent
         prev = g.new_zeros(g.shape[1:])
         for t in range(g.shape[0]):
-            torch.addcmul(g[t], u, prev, out=h[t]).relu_()  # h_t = relu(g_t + u ⊙ h_{t−1})
+            torch.addcmul(g[t], u, prev, out=phi[t]).relu_()  # relu(g_t + u ⊙ h_{t−1})
+            if z is not None:
+                torch.add(phi[t], z[t], out=h[t])  # h_t = relu(a_t) + z_t
             prev = h[t]
-        ctx.save_for_backward(h, u)
+        ctx.save_for_backward(h, phi, u)
         return h
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_h: Tensor) -> tuple[Tensor, Tensor | None]:
-        h, u = ctx.saved_tensors
-        active = h > 0  # relu′(a_t)
+    def backward(ctx, grad_h: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        h, phi, u = ctx.saved_tensors
+        active = phi > 0  # relu′(a_t)
         grad_a = torch.empty_like(h)
+        # δ_t for every t, written where the loop computes it, only when z asks for it
+        deltas = torch.empty_like(h) if ctx.needs_input_grad[2:3] == (True,) else None
         delta = grad_h[-1]  # δ_{T−1} = G_{T−1}: nothing comes after the last step
+        if deltas is not None:
+            delta = deltas[-1].copy_(delta)
         for t in range(h.shape[0] - 1, -1, -1):
             torch.mul(delta, active[t], out=grad_a[t])  # ∂ℓ/∂a_t = δ_t ⊙ relu′(a_t)
-            if t:
-                delta = torch.addcmul(grad_h[t - 1], grad_a[t], u)  # δ_{t−1} = G_{t−1} + u ⊙ ∂ℓ/∂a_t
+            if t:  # δ_{t−1} = G_{t−1} + u ⊙ ∂ℓ/∂a_t
+                out = None if deltas is None else deltas[t - 1]
+                delta = torch.addcmul(grad_h[t - 1], grad_a[t], u, out=out)
         grad_u = (grad_a[1:] * h[:-1]).sum((0, 1)) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_u
+        return grad_a, grad_u, deltas  # ∂ℓ/∂g_t = ∂ℓ/∂a_t, ∂ℓ/∂u, ∂ℓ/∂z_t = δ_t

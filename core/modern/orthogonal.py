@@ -57,7 +57,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from core.cells import Unrolled
+from core.cells import Scanned, Unrolled
 
 Tensor = torch.Tensor
 
@@ -122,31 +122,36 @@ class OrthogonalRNNLayer(nn.Module):
         return _Recurrence.apply(gx, w).transpose(0, 1)
 
     def unroll(self, x: Tensor, record: bool = False) -> Unrolled:
-        """The probe's path: the same steps, each h_t a graph node of its own."""
+        """The probe's path: the training path's own recurrence (:class:`_Recurrence`), with
+        a zero probe input z when ``record``, h_t = tanh(a_t) + z_t.
+
+        ``states["h"]`` is then a :class:`core.cells.Scanned` whose totals are z: z_t enters
+        h_t with coefficient 1 and reaches the loss only through h_t, so by the chain rule
+        ∂ℓ/∂z_t = ∂ℓ/∂h_t · ∂h_t/∂z_t = ∂ℓ/∂h_t, the *total* derivative δ_t along every
+        later step, which the hand-written backward computes anyway (it writes δ_t out
+        for z). z = 0 adds exactly 0.0, so h is bit for bit the forward's.
+        """
         self._check_input(x)
-        w_t = self.weight_hh.T  # W_hh = B exp(A), computed once for all T steps
-        gx = self._input_projection(x)
-        h = x.new_zeros(x.shape[0], self.hidden_size)
-        hs, gain, gain_max = [], [], []
-        for t in range(x.shape[1]):
-            h = torch.tanh(torch.addmm(gx[t], h, w_t))  # h_t = tanh(W_ih x_t + b + W_hh h_{t−1})
-            hs.append(h)
-            if record:
-                # ∂h_t/∂h_{t−1} = diag(1 − h_t²) W_hh, W_hh orthogonal: its singular values
-                # are the 1 − h_t² (tanh′), so they are the per-step gain
-                d = 1.0 - h.detach() ** 2
-                gain.append(d.mean())
-                gain_max.append(d.mean(0).max())  # the most carrying unit (batch mean)
-        out = Unrolled(h=torch.stack(hs, 1))
-        if record:
-            out.states = {"h": hs}
-            out.activations = {"gain": torch.stack(gain), "gain_max": torch.stack(gain_max)}
-        return out
+        w = self.weight_hh  # W_hh = B exp(A), computed once for all T steps
+        g = self._input_projection(x).contiguous()
+        if not record:
+            return Unrolled(h=_Recurrence.apply(g, w).transpose(0, 1))
+        z = x.new_zeros(x.shape[0], x.shape[1], self.hidden_size, requires_grad=True)  # (B, T, H)
+        h = _Recurrence.apply(g, w, z.transpose(0, 1)).transpose(0, 1)  # h_t = tanh(a_t) + 0
+        with torch.no_grad():
+            # ∂h_t/∂h_{t−1} = diag(1 − h_t²) W_hh, W_hh orthogonal: its singular values are
+            # the 1 − h_t² (tanh′), so they are the per-step gain
+            d = 1.0 - h * h  # (B, T, H)
+            gain = d.mean((0, 2))
+            gain_max = d.mean(0).amax(1)  # the most carrying unit (batch mean), per step
+        return Unrolled(h=h, states={"h": Scanned(values=h, totals=z)},
+                        activations={"gain": gain, "gain_max": gain_max})
 
 
 class _Recurrence(torch.autograd.Function):
-    """h_t = tanh(g_t + W h_{t−1}), h_{−1} = 0, for g = W_ih x + b_ih + b_hh given time
-    first (steps, batch, hidden), with the backward written out.
+    """h_t = tanh(g_t + W h_{t−1}) + z_t, h_{−1} = 0, for g = W_ih x + b_ih + b_hh given
+    time first (steps, batch, hidden), with the backward written out. z, the probe input,
+    is optional: the training path passes none (and pays nothing for it), the probe zeros.
 
     Autograd through the loop records 2 nodes per step; here the forward runs without a
     graph and the backward is one loop of a product and a matmul per step, ∂ℓ/∂W in one
@@ -154,35 +159,44 @@ class _Recurrence(torch.autograd.Function):
     20 ms through autograd, 9.9 ms here (torch.nn.RNN's fused kernel: 11 ms). Backward, with
     δ_t = ∂ℓ/∂h_t (total) and G_t the incoming ∂ℓ/∂h_t (direct):
 
-    ∂ℓ/∂a_t = δ_t ⊙ (1 − h_t²)
+    ∂ℓ/∂a_t = δ_t ⊙ (1 − tanh²(a_t))
     δ_{t−1} = G_{t−1} + W^⊤ ∂ℓ/∂a_t
     ∂ℓ/∂g_t = ∂ℓ/∂a_t,  ∂ℓ/∂W = Σ_{t ≥ 1} ∂ℓ/∂a_t^⊤ h_{t−1} (summed over the batch)
+    ∂ℓ/∂z_t = δ_t (z_t enters h_t with coefficient 1 and nothing else)
     """
 
     @staticmethod
-    def forward(ctx, g: Tensor, w: Tensor) -> Tensor:
+    def forward(ctx, g: Tensor, w: Tensor, z: Tensor | None = None) -> Tensor:
         h = torch.empty_like(g)
+        phi = h if z is None else torch.empty_like(g)  # tanh(a_t): h_t itself when z is absent
         prev = g.new_zeros(g.shape[1:])
         w_t = w.T
         for t in range(g.shape[0]):
-            torch.addmm(g[t], prev, w_t, out=h[t]).tanh_()  # h_t = tanh(g_t + W h_{t−1})
+            torch.addmm(g[t], prev, w_t, out=phi[t]).tanh_()  # tanh(g_t + W h_{t−1})
+            if z is not None:
+                torch.add(phi[t], z[t], out=h[t])  # h_t = tanh(a_t) + z_t
             prev = h[t]
-        ctx.save_for_backward(h, w)
+        ctx.save_for_backward(h, phi, w)
         return h
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_h: Tensor) -> tuple[Tensor, Tensor | None]:
-        h, w = ctx.saved_tensors
-        tanh_prime = 1.0 - h * h  # tanh′(a_t) = 1 − h_t²
+    def backward(ctx, grad_h: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        h, phi, w = ctx.saved_tensors
+        tanh_prime = 1.0 - phi * phi  # tanh′(a_t) = 1 − tanh²(a_t) (= 1 − h_t² when z = 0)
         grad_a = torch.empty_like(h)
+        # δ_t for every t, written where the loop computes it, only when z asks for it
+        deltas = torch.empty_like(h) if ctx.needs_input_grad[2:3] == (True,) else None
         delta = grad_h[-1]  # δ_{T−1} = G_{T−1}: nothing comes after the last step
+        if deltas is not None:
+            delta = deltas[-1].copy_(delta)
         for t in range(h.shape[0] - 1, -1, -1):
-            torch.mul(delta, tanh_prime[t], out=grad_a[t])  # ∂ℓ/∂a_t = δ_t ⊙ (1 − h_t²)
-            if t:
-                delta = torch.addmm(grad_h[t - 1], grad_a[t], w)  # δ_{t−1} = G_{t−1} + Wᵀ ∂ℓ/∂a_t
+            torch.mul(delta, tanh_prime[t], out=grad_a[t])  # ∂ℓ/∂a_t = δ_t ⊙ tanh′(a_t)
+            if t:  # δ_{t−1} = G_{t−1} + Wᵀ ∂ℓ/∂a_t
+                out = None if deltas is None else deltas[t - 1]
+                delta = torch.addmm(grad_h[t - 1], grad_a[t], w, out=out)
         grad_w = None
         if ctx.needs_input_grad[1]:
             n = h.shape[-1]  # Σ_t Σ_b ∂ℓ/∂a_{t,b} h_{t−1,b}ᵀ as one (H, (T−1)B) @ ((T−1)B, H)
             grad_w = grad_a[1:].reshape(-1, n).T @ h[:-1].reshape(-1, n)
-        return grad_a, grad_w
+        return grad_a, grad_w, deltas  # ∂ℓ/∂g_t = ∂ℓ/∂a_t, ∂ℓ/∂W, ∂ℓ/∂z_t = δ_t
