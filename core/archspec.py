@@ -34,6 +34,7 @@ class ArchSpec:
     derived: tuple[str, ...] = ()  # options computed from the task (t_max: its steps)
     path: str = "h"               # the state that carries through time (LSTM, sLSTM: c)
     probe_note: str = ""          # what a reader of its heatmaps must know
+    claim: str = ""               # its paper's long-range claim (with the setting and source)
 
 
 SPECS: tuple[ArchSpec, ...] = (
@@ -59,30 +60,35 @@ SPECS: tuple[ArchSpec, ...] = (
              "one recurrent weight per unit, |u| ≤ 2^(1/T): gain u·relu′, kept near 1 by "
              "its init and constraint", True,
              "units do not talk to each other through time (stacked layers mix them)",
-             derived=("t_max",)),
+             derived=("t_max",),
+             claim="the adding problem at T = 5000, with 2 layers of 128 relu units, Adam lr 2e-4 (divided by 10 every 20k steps) and |u| ≤ 2^(1/T) (the paper's §5.1; Sunnydreamrain/IndRNN_Theano_Lasagne)"),
     ArchSpec("orthogonal", "Orthogonal RNN", "core.modern.orthogonal:OrthogonalRNNLayer", (),
              ("h",), (), "gain", 1, 2019, "Lezcano-Casado & Martínez-Rubio 2019 (expRNN)",
              "W_hh stays orthogonal in training: every singular value 1, the gain is tanh′",
-             True, "W_hh cannot forget (it only rotates): tanh′ < 1 still shrinks"),
+             True, "W_hh cannot forget (it only rotates): tanh′ < 1 still shrinks",
+             claim="the copy task at T = 200 in the comparison of nnRNN (Kerg et al. 2019: expRNN among the models, 128 hidden units, 1 layer, RMSprop; KyleGoyette/nnRNN's supplement); expRNN's own script copies after a blank of 1000 (Lezcano/expRNN)"),
     ArchSpec("lru", "LRU", "core.modern.lru:EncodedLRULayer", (),
              ("h",), (), "gain", 2, 2023, "Orvieto et al. 2023, arXiv 2303.06349",
              "a diagonal complex linear recurrence, |λ| initialised in a ring near 1", True,
              "no nonlinearity in time (it sits in the readout); complex state",
              probe_note="h is the complex state x_t; its gradient's norm is over the real and "
              "imaginary parts (the modulus of the complex gradient). No gates: C shows the "
-             "gain |λ| (constant in t) and the state's mean modulus."),
+             "gain |λ| (constant in t) and the state's mean modulus.",
+             claim="the Long Range Arena with deep stacks of LRU blocks; a third-party PathX run (16k steps) sets the ring to [0.999, 0.9999] (raresdolga/s5)"),
     ArchSpec("mingru", "minGRU", "core.modern.minrnn:MinGRULayer", (),
              ("h",), ("z", "g"), "gain", 1.5, 2024, "Feng et al. 2024, arXiv 2410.01201",
              "h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t with z_t from x_t only: gain 1 − z_t, "
              "learned; linear in h, so a parallel scan", False,
              "the gates cannot see the state (no h_{t−1} in them)",
              probe_note="Gates from x_t only: z (update, z → 0 carries h) and g (the candidate "
-             "h̃'s pre-activation). The gain is 1 − z_t."),
+             "h̃'s pre-activation). The gain is 1 − z_t.",
+             claim="selective copying, with stacked layers (BorealisAI/minRNNs; the lengths and layers are in its configs, not found here)"),
     ArchSpec("minlstm", "minLSTM", "core.modern.minrnn:MinLSTMLayer", (),
              ("h",), ("f", "i", "g"), "gain", 2, 2024, "Feng et al. 2024, arXiv 2410.01201",
              "h_t = f′_t ⊙ h_{t−1} + i′_t ⊙ h̃_t, f′ = f/(f + i) from x_t only: gain f′_t, "
              "learned; a parallel scan", False,
-             "the gates cannot see the state (no h_{t−1} in them)"),
+             "the gates cannot see the state (no h_{t−1} in them)",
+             claim="selective copying, with stacked layers (BorealisAI/minRNNs)"),
     ArchSpec("slstm", "sLSTM", "core.modern.slstm:SLSTMLayer", (),
              ("h", "c", "n", "m"), ("i", "f", "z", "o"), "gain", 4, 2024,
              "Beck et al. 2024 (xLSTM), arXiv 2405.04517",
@@ -91,7 +97,8 @@ SPECS: tuple[ArchSpec, ...] = (
              "sequential (memory mixing through h); needs the stabiliser to stay finite",
              path="c", probe_note="h = o ⊙ c / n. The stabiliser m cancels in h, so its total "
              "derivative is exactly 0: its row shows float rounding only. At init R = 0, so h "
-             "gets no gradient from later steps; the memory is the cell c."),
+             "gets no gradient from later steps; the memory is the cell c.",
+             claim="parity, which \"can only be solved with state-tracking capabilities provided by the memory-mixing of sLSTM\" (NX-AI/xlstm's README; 2 sLSTM blocks, trained on lengths 3-40)"),
 )
 
 SPEC: dict[str, ArchSpec] = {s.name: s for s in SPECS}

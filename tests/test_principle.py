@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.archspec import ARCHS, SPEC
+from core.cells import per_step
 from core.explain.jacobians import per_step_factor, sample_batch, untrained_model
 from core.explain.principle import VARIANTS, principle
 from core.narrate.principle import NEAR_ONE, SHRINKS, cost_sentence, principle_sentence
@@ -54,8 +55,7 @@ def test_indrnns_path_jacobian_is_the_product_of_its_diagonal_gains():
     J = state_jacobians(model, x)[("h", "h")]
     layer = model.recurrent
     with torch.no_grad():
-        hs = layer.unroll(x, record=True).states["h"]
-    h = torch.stack(hs)                                   # (T, B, H)
+        h = per_step(layer.unroll(x, record=True).states["h"])   # (T, B, H)
     u = layer.weight_hh.detach()                          # u, within its bound 2^(1/T)
     gains = u * (h > 0).double()                          # u ⊙ relu′(a_t), a_t > 0 ⇔ h_t > 0
     T = h.shape[0]
@@ -94,3 +94,21 @@ def test_nothing_finite_is_said_as_such_and_cost_names_fastest_and_slowest():
     s = cost_sentence(_table(A=dict(factor=1.0, step_ms=2.0), B=dict(factor=1.0, step_ms=9.0),
                              **{"A (chrono init)": dict(factor=1.0, step_ms=100.0)}))
     assert "2.0 ms for A and 9.0 ms for B, 4× longer" in s
+
+
+def test_reproductions_read_the_longest_t_solved_from_the_results():
+    from core.archspec import MODERN
+    from core.explain.principle import reproductions
+    rows = []
+    for arch in MODERN:
+        for T, seed, solved, steps in ((50, 0, True, 100), (50, 1, True, 300), (100, 0, False, None),
+                                       (100, 1, arch == "lru", 700)):
+            rows.append(dict(arch=arch, seq_len=T, seed=seed, solved=solved,
+                             steps_to_solve=steps if solved else None))
+    rows = [r for r in rows if not (r["arch"] == "slstm")] + [
+        dict(arch="slstm", seq_len=T, seed=0, solved=False, steps_to_solve=None) for T in (50, 200)]
+    table = reproductions({"recall": pd.DataFrame(rows)}).set_index("model")
+    assert table.loc["LRU", "recall"] == "T = 100 (1/2 seeds, median 700 steps)"
+    assert table.loc["IndRNN", "recall"] == "T = 50 (2/2 seeds, median 200 steps)"
+    assert table.loc["sLSTM", "recall"] == "none of T ≤ 200"
+    assert "5000" in table.loc["IndRNN", "paper's claim"]

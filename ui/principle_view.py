@@ -11,7 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
-from core.explain.principle import principle
+from core.explain.principle import principle, reproductions
+from core.measured import load_shipped, shipped_sweeps
 from core.narrate import sci
 from core.narrate.principle import cost_sentence, principle_sentence
 
@@ -66,3 +67,30 @@ def render(T: int, H: int, seed: int) -> None:
                "server when the section was first computed.")
     st.markdown(principle_sentence(table, T))
     st.markdown(cost_sentence(table))
+    _claims()
+
+
+# The shipped sweeps that measure the later architectures, by the task they put them to.
+SWEEPS = {"pure lag (recall), longest T solved here": "pure-lag-modern",
+          "adding, longest T solved here": "adding-modern"}
+
+
+@st.cache_resource(show_spinner=False)
+def _shipped(name: str):
+    return load_shipped(name) if name in shipped_sweeps() else None
+
+
+def _claims() -> None:
+    st.subheader("The papers' claims, and one layer here", anchor="claims")
+    loaded = {col: _shipped(name) for col, name in SWEEPS.items()}
+    have = {col: sw.results for col, sw in loaded.items() if sw is not None}
+    if not have:
+        st.info("The sweeps of the later architectures are not shipped on this server.")
+        return
+    st.table(reproductions(have).set_index("model"))
+    sources = "; ".join(f"{col}: {sw.label()}" for col, sw in loaded.items() if sw is not None)
+    st.caption("Not measured on this page: the columns read the sweeps shipped with the app "
+               f"(one layer, hidden 32, batch 64, Adam lr 0.003, 2 seeds, 1500 steps; "
+               f"{sources}). The papers stack layers, train far longer and tune each task: "
+               "these are one layer's numbers at the lab's settings, not a re-run of theirs. "
+               "Re-run any cell live from the [Sweep page](sweep#measured).")

@@ -28,7 +28,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from core.archspec import ARCHS, SPEC
+from core.archspec import ARCHS, MODERN, SPEC
 from core.probe import _ratio_of, _reach_of
 from core.explain.jacobians import (
     HIDDEN,
@@ -117,3 +117,39 @@ def principle(seq_len: int = SEQ_LEN, hidden: int = HIDDEN, seed: int = SEED,
             step_ms=1e3 * _step_seconds(model, t, seed),
             answer=SPEC[arch].answer, gives_up=SPEC[arch].gives_up))
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+def longest_solved(results: pd.DataFrame) -> dict[str, tuple[int, int, int, int | None]]:
+    """Per arch, from a sweep's results: (the longest T that some seed solved, seeds that
+    solved it, seeds run at that T, the median steps to solve there), or (0, 0, n, None)
+    when no T was solved. Read from the table only."""
+    out = {}
+    for arch, d in results.groupby("arch"):
+        solved = d[d["solved"].astype(bool)]
+        if solved.empty:
+            out[arch] = (0, 0, int(d.groupby("seq_len").size().max()), None)
+            continue
+        T = int(solved["seq_len"].max())
+        at = d[d["seq_len"] == T]
+        steps = solved[solved["seq_len"] == T]["steps_to_solve"].astype(float)
+        out[arch] = (T, int(at["solved"].astype(bool).sum()), len(at), int(steps.median()))
+    return out
+
+
+def reproductions(sweeps: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per later architecture: its paper's claim (the registry's words and source)
+    and, for each task of ``sweeps`` ({task: results of a shipped sweep}), the longest T one
+    layer solved here, as "T = 200 (2/2 seeds, median 275 steps)" or "none of T ≤ 200"."""
+    rows = []
+    for arch in MODERN:
+        row = {"model": SPEC[arch].label, "paper's claim": SPEC[arch].claim}
+        for task, results in sweeps.items():
+            r = results[results["arch"] == arch]
+            if r.empty:
+                row[task] = "not measured"
+                continue
+            T, k, n, steps = longest_solved(r)[arch]
+            row[task] = (f"T = {T} ({k}/{n} seeds, median {steps} steps)" if T else
+                         f"none of T ≤ {int(r['seq_len'].max())}")
+        rows.append(row)
+    return pd.DataFrame(rows)
