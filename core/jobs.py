@@ -526,6 +526,21 @@ class JobRegistry:
             return {w for w, pages in self._views.items()
                     if any(run_id in ids for ids in pages.values())}
 
+    def live_watchers(self) -> int:
+        """How many watchers (browser sessions) show a run of a job still alive (training
+        or queued) on any of their pages: the pages of this server that redraw live
+        (ui/live.py shares its redraw budget among them, core.scheduling.live_refresh_s).
+        A session counts once however many of its pages show live runs, and until it
+        ends (ui/state.py's session release) or its pages show other runs; a session gone
+        to a page that shows no run still counts (on the slow side), and the Runs page's
+        view of a live run, which is no watch, does not."""
+        with self._lock:
+            live = {run_id for run_id, job in self._jobs.items() if job.alive}
+            if not live:
+                return 0
+            return sum(1 for pages in self._views.values()
+                       if any(not live.isdisjoint(ids) for ids in pages.values()))
+
     def stop_or_leave(self, job: TrainingJob, watcher: object, page: str = "") -> str:
         """The Stop button of ``watcher``'s ``page``: "stopped" (the job is asked to stop)
         when no other session watches it, else "left": this page stops watching and the

@@ -1,4 +1,5 @@
-"""Who trains when: the training slots, their priority classes and the wait estimate.
+"""Who trains when, and how often live pages redraw: the training slots, their priority
+classes and the wait estimate; the live pages' refresh interval.
 
 :class:`Slots` caps how many jobs train at once in the process (a room of workshop
 users shares two cores): FIFO within a priority class, INTERACTIVE (a person waiting
@@ -7,6 +8,11 @@ its place and an estimated wait, computed from the measured speed of the trainin
 ahead of it (:func:`estimate_wait`, :class:`Throughput`). Split out of core/jobs.py,
 which uses it, so that core/dask_training.py can queue on its own slots without
 importing the jobs module that imports it.
+
+:func:`live_refresh_s` shares the server's other scarce resource, its one GIL's worth
+of page redraws, among the pages that watch live trainings (a fixed budget of redraws
+a second, $RNNLAB_LIVE_REDRAWS_PER_S), and :func:`refresh_is_stale` says when a page's
+interval has drifted far enough from it to be rescheduled (ui/live.py).
 """
 
 from __future__ import annotations
@@ -241,3 +247,35 @@ THROUGHPUT = Throughput()
 def default_capacity() -> int:
     """Concurrent trainings per process: $RNNLAB_MAX_TRAININGS, else one per core."""
     return settings.get("RNNLAB_MAX_TRAININGS")
+
+
+# ------------------------------------------------------------ live pages' redraw rate
+
+#: How far (as a ratio) a live page's interval may drift from the one its load now asks
+#: for before the page is rescheduled (a whole rerun): hysteresis against rerun storms.
+REFRESH_TOLERANCE = 1.3
+
+
+def live_refresh_s(live_pages: int, base_s: float, redraws_per_s: float | None = None) -> float:
+    """Seconds between a live page's redraws when ``live_pages`` pages of this server draw
+    a live training: ``base_s`` while the pages together redraw within the server's budget
+    of ``redraws_per_s`` (default: $RNNLAB_LIVE_REDRAWS_PER_S) at that pace, else
+    ``live_pages / redraws_per_s``, so that all of them together redraw about
+    ``redraws_per_s`` times a second.
+
+    Why a budget: each redraw of a live page (2,000 steps of loss curve, the heatmaps)
+    costs the server 0.04–0.10 s of CPU under its GIL; at 20–100 pages each redrawing
+    every second the fragment runs took 3–7 s of wall each, and a click waits for its
+    page's run under way (BENCHMARKS.md, "A long live phase"). The default, 8 a second
+    at ~0.06 s each, is about half a core of redraws."""
+    if redraws_per_s is None:
+        redraws_per_s = settings.get("RNNLAB_LIVE_REDRAWS_PER_S")
+    return max(base_s, max(0, live_pages) / redraws_per_s)
+
+
+def refresh_is_stale(current_s: float, wanted_s: float,
+                     tolerance: float = REFRESH_TOLERANCE) -> bool:
+    """Whether a page redrawing every ``current_s`` should be rescheduled to ``wanted_s``:
+    only when they differ by more than the ratio ``tolerance`` either way, so that a
+    page count moving by a few does not rerun every page."""
+    return wanted_s > current_s * tolerance or wanted_s * tolerance < current_s

@@ -156,6 +156,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RNNLAB_RELEASE_GRACE_S", "float", 30.0,
             "seconds a closed session's trainings go on (a reload claims them back), then stop",
             0, 86_400),
+    Setting("RNNLAB_LIVE_REDRAWS_PER_S", "float", 8.0,
+            "live-page redraws a second the server allows in all: a live page redraws every "
+            "second until more pages than this watch trainings, then every (pages / this) "
+            "seconds (≈ 0.06 s of CPU each: 8 is about half a core)", 0.1, 1000),
     # How trainings run.
     Setting("RNNLAB_WORKER", "choice", "process",
             "where the app's trainings run: child processes, or threads of the server",

@@ -10,7 +10,7 @@ from core.narrate import compare_sentence, ratio_band, ratio_scale, sci
 from core.presets import COMPARE_MODELS, COMPARISONS, DEFAULT_COMPARE
 from core.runs import RunData
 from ui.config_form import config_sidebar
-from ui.live import cached_chart, data_key, live_view, templated_chart
+from ui.live import cached_chart, data_key, live_note, live_view, templated_chart
 from ui.state import attached_runs, start_stop_buttons
 from ui.bootstrap import ensure_app
 
@@ -129,7 +129,8 @@ def draw(ds: list[RunData]) -> None:
     step = min(d.status_copy().get("step", 0) for d in ds)
     steps = ds[0].config.steps
     order = [_label(d) for d in ds]       # the order picked
-    st.markdown(f"**Status: {', '.join(sorted(statuses))}**")
+    live = bool(statuses & {"queued", "running"})
+    st.markdown(f"**Status: {', '.join(sorted(statuses))}**{live_note(live)}")
     st.progress(min(1.0, step / max(1, steps)))
     st.caption(f"Step {step} / {steps}")
     rows = model_rows(ds)

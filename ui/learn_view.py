@@ -21,7 +21,7 @@ from core.lessons import Step
 from core.narrate import describe_gradient, probe_context
 from core.probe import summarise
 from core.runs import RunData
-from ui.live import cached_chart, data_key, templated_chart
+from ui.live import cached_chart, data_key, live_note, templated_chart
 
 
 class _Memo:
@@ -107,7 +107,7 @@ def status_line(datas: list[RunData], labels: list[str] | None = None) -> None:
     steps = max(int(s.get("steps") or 1) for s in shown)
     state = "running" if any(x == "running" for x in states) else (
         "queued" if active else ", ".join(sorted(set(states))))
-    line = f"**Status: {state}** · Step {step} / {steps}"
+    line = f"**Status: {state}** · Step {step} / {steps}{live_note(bool(active))}"
     if active and len(active) < len(statuses):
         ended: dict[str, list[str]] = {}
         for label, x in zip(labels, states):

@@ -2,11 +2,14 @@
 
 The worker thread only appends records; these functions read copies
 (``RunData.table``) and draw them with the one chart module, ``core.charts``.
-While a job is alive, ``live_view`` redraws inside ``st.fragment(run_every=…)``.
+While a job is alive, ``live_view`` redraws inside ``st.fragment(run_every=…)``, every
+second, or less often when more pages of this server watch live trainings than its
+redraw budget allows (core.scheduling.live_refresh_s); the status line then says so.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections import OrderedDict
@@ -24,17 +27,21 @@ try:  # Streamlit's own Altair → Vega-Lite conversion (private; pinned version
 except ImportError:  # pragma: no cover - a different Streamlit: the fallback below
     _st_altair_to_spec = None
 
-from core import archspec, charts
+from core import archspec, charts, scheduling
 from core.jobs import TrainingJob
 from core.narrate import describe_gradient, probe_context, ratio_scale, sci
 from core.probe import summarise
 from core.tasks import example
 from core.runs import RunData
+from ui.runtime import registry
 
 REFRESH_S = 1.0
 # A queued page refreshes less often: twenty queued pages redrawing every second
 # would take CPU from the trainings they wait for.
 QUEUED_REFRESH_S = 2.0
+# What the status line adds while the live view being drawn (on this script thread)
+# redraws less often than REFRESH_S because many pages watch: see live_note().
+_LIVE = threading.local()
 
 
 class _Lru:
@@ -193,7 +200,7 @@ def status_header(data: RunData, job: TrainingJob | None = None) -> dict:
     if state == "queued" and job is not None:
         pos = job.queue_position
         line += f" — waiting for a free training slot{f' (#{pos} in the queue)' if pos else ''}"
-    st.markdown(f"**{line}**")
+    st.markdown(f"**{line}**{live_note(state in ('queued', 'running'))}")
     steps = max(1, int(s.get("steps") or 1))
     st.progress(min(1.0, s.get("step", 0) / steps))
     st.caption(f"Step {s.get('step', 0)} / {steps}")
@@ -372,18 +379,50 @@ def live_view(job: TrainingJob | None, datas: list[RunData], key: str, draw) -> 
     ``QUEUED_REFRESH_S`` while it waits for a slot (only its queue place changes),
     once otherwise. When the job starts or ends, the whole page reruns once so the
     refresh rate, buttons and tables follow.
+
+    When more pages of this server watch live trainings than its redraw budget allows
+    at that pace, every page redraws less often (core.scheduling.live_refresh_s: N pages
+    share $RNNLAB_LIVE_REDRAWS_PER_S redraws a second), and the status line says so
+    (:func:`live_note`). A fragment's interval is fixed when it is drawn, so a timed
+    redraw that finds the page count has moved the interval by more than
+    core.scheduling.REFRESH_TOLERANCE reruns the whole page to take the new one. A click
+    on the page reruns its fragment at once, whatever the interval.
     """
     alive = job is not None and job.alive
     queued = alive and _all_queued(datas)
-    every = (QUEUED_REFRESH_S if queued else REFRESH_S) if alive else None
+    base = QUEUED_REFRESH_S if queued else REFRESH_S
+    pages = registry().live_watchers() if alive else 0
+    every = scheduling.live_refresh_s(pages, base) if alive else None
+    note = _note(every, pages) if alive and every > base else ""
+    runs = itertools.count()  # this fragment's runs: the first is drawn with the page
 
     @st.fragment(run_every=every)
     def _view():
-        draw(datas)
+        _LIVE.note = note
+        try:
+            draw(datas)
+        finally:
+            _LIVE.note = ""
         if alive and (not job.alive or (queued and not _all_queued(datas))):
+            st.rerun(scope="app")
+        if alive and next(runs) and scheduling.refresh_is_stale(
+                every, scheduling.live_refresh_s(registry().live_watchers(), base)):
             st.rerun(scope="app")
 
     _view()
+
+
+def live_note(live: bool = True) -> str:
+    """What the status line of a run still training or queued (``live``) adds while the
+    live view it is drawn in redraws less often than it would alone: " · updates every
+    6.2 s while 50 pages watch live" ("" otherwise: a run that has just ended is
+    drawn once more by its last timed redraw, before the page reruns)."""
+    return getattr(_LIVE, "note", "") if live else ""
+
+
+def _note(every: float, pages: int) -> str:
+    seconds = f"{every:.0f}" if every >= 10 else f"{every:.1f}"
+    return f" · updates every {seconds} s while {pages} pages watch live"
 
 
 def _all_queued(datas: list[RunData]) -> bool:

@@ -11,7 +11,8 @@ checks), so what the app does with them is in one place:
 * :func:`live_job`: the job still training a run, if any (a reload finds it again);
 * :func:`registry`: the job registry, for ui/state.py's per-session jobs: which session
   watches which run, one training per identical run (a Train press attaches to it),
-  Stop on a shared run, and the delete rule (``registry().delete_refusal``).
+  Stop on a shared run, and the delete rule (``registry().delete_refusal``); for
+  ui/live.py, how many pages watch live trainings (``registry().live_watchers``).
 """
 
 from __future__ import annotations
