@@ -141,9 +141,9 @@ class OrthogonalRNNLayer(nn.Module):
         with torch.no_grad():
             # ∂h_t/∂h_{t−1} = diag(1 − h_t²) W_hh, W_hh orthogonal: its singular values are
             # the 1 − h_t² (tanh′), so they are the per-step gain
-            d = 1.0 - h * h  # (B, T, H)
-            gain = d.mean((0, 2))
-            gain_max = d.mean(0).amax(1)  # the most carrying unit (batch mean), per step
+            d = 1.0 - (h * h).mean(0)  # its batch mean per unit, mean_b (1 − h_{t,b,k}²): (T, H)
+            gain = d.mean(1)
+            gain_max = d.amax(1)  # the most carrying unit (batch mean), per step
         return Unrolled(h=h, states={"h": Scanned(values=h, totals=z)},
                         activations={"gain": gain, "gain_max": gain_max})
 
@@ -168,7 +168,12 @@ class _Recurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, g: Tensor, w: Tensor, z: Tensor | None = None) -> Tensor:
         h = torch.empty_like(g)
-        phi = h if z is None else torch.empty_like(g)  # tanh(a_t): h_t itself when z is absent
+        # z = 0, the probe's input, adds exactly 0.0 to every h_t: skip those T adds then (one
+        # check, min z = max z = 0; aminmax is ~5x faster than any() here); the backward
+        # is the same for every z (∂h_t/∂z_t = 1 whatever z is)
+        if z is not None and all(v == 0 for v in z.aminmax()):
+            z = None
+        phi = h if z is None else torch.empty_like(g)  # tanh(a_t): h_t itself when z = 0
         prev = g.new_zeros(g.shape[1:])
         w_t = w.T
         for t in range(g.shape[0]):
