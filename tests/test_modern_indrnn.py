@@ -201,14 +201,21 @@ def test_the_functions_backward_gives_delta_for_any_probe_input():
     g = torch.randn(5, 2, 3, dtype=D, generator=gen).requires_grad_()
     u = torch.empty(3, dtype=D).uniform_(-1.0, 1.0, generator=gen).requires_grad_()
     z = (0.5 * torch.randn(5, 2, 3, dtype=D, generator=gen)).requires_grad_()
-    h, pres = torch.zeros(2, 3, dtype=D), []
+    h, pres, hs = torch.zeros(2, 3, dtype=D), [], []
     for t in range(5):  # the pre-activations, to keep gradcheck's ε off the relu kink
         a = g[t].detach() + u.detach() * h
         h = torch.relu(a) + z[t].detach()
         pres.append(a)
+        hs.append(h)
     a = torch.stack(pres)
     assert a.abs().min() > 1e-3 and (a < 0).any() and (h < 0).any()
     assert torch.autograd.gradcheck(_Recurrence.apply, (g, u, z))
+    # and its values: h_t = relu(a_t) + z_t, the loop's above. Per step ≤ 3 roundings of
+    # terms ≤ max|g| + max|z| + max|h|, carried on with |u| ≤ 1: ≤ 3T u₆₄ × that; ×10.
+    with torch.no_grad():
+        got = _Recurrence.apply(g, u, z)
+    scale = g.abs().max().item() + z.abs().max().item() + torch.stack(hs).abs().max().item()
+    torch.testing.assert_close(got, torch.stack(hs), rtol=0, atol=10 * 3 * 5 * U64 * scale)
 
 
 # --- 3. parameter gradients -----------------------------------------------------------------------

@@ -254,6 +254,20 @@ def test_the_functions_backward_gives_delta_for_any_probe_input():
     w = (0.7 * torch.randn(3, 3, dtype=D, generator=gen)).requires_grad_()
     z = (0.5 * torch.randn(5, 2, 3, dtype=D, generator=gen)).requires_grad_()
     assert torch.autograd.gradcheck(_Recurrence.apply, (g, w, z))
+    # and its values: h_t = tanh(g_t + W h_{t−1}) + z_t, stepped here. Per step ≤ (3 + 2)
+    # roundings of terms ≤ max|g| + ‖W‖₂ max‖h‖ + max|z| (≤ 5 terms), an earlier step's
+    # error carried on times ‖W‖₂ (|tanh′| ≤ 1): ≤ 5T u₆₄ × that × max(1, ‖W‖₂)^T; ×10.
+    h, hs = torch.zeros(2, 3, dtype=D), []
+    with torch.no_grad():
+        for t in range(5):
+            h = torch.tanh(g[t] + h @ w.T) + z[t]
+            hs.append(h)
+        got = _Recurrence.apply(g, w, z)
+    want = torch.stack(hs)
+    norm_w = torch.linalg.matrix_norm(w.detach(), ord=2).item()
+    scale = g.abs().max().item() + norm_w * want.abs().max().item() * 3**0.5 + z.abs().max().item()
+    tol = 10 * 5 * 5 * U64 * scale * max(1.0, norm_w) ** 5
+    torch.testing.assert_close(got, want, rtol=0, atol=tol)
 
 
 # --- 3. parameter gradients -----------------------------------------------------------------------
