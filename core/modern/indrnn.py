@@ -124,6 +124,11 @@ class IndRNNLayer(nn.Module):
         ∂ℓ/∂z_t = ∂ℓ/∂h_t · ∂h_t/∂z_t = ∂ℓ/∂h_t, the *total* derivative δ_t along every
         later step, which the hand-written backward computes anyway (it writes δ_t out
         for z). z = 0 adds exactly 0.0, so h is bit for bit the forward's.
+
+        Measured (B = 64, H = 64, 1 thread, core.probe.probe against the training step,
+        fastest of 25 interleaved runs on a loaded machine): T = 100, 5.7 ms against 4.0
+        (1.44×; the former per-step autograd unroll: 16.0 ms, 4.0×); T = 50, 3.1 against
+        2.1 (1.45×; formerly 6.9 ms, 3.3×).
         """
         self._check_input(x)
         self.constrain()

@@ -130,6 +130,11 @@ class OrthogonalRNNLayer(nn.Module):
         ∂ℓ/∂z_t = ∂ℓ/∂h_t · ∂h_t/∂z_t = ∂ℓ/∂h_t, the *total* derivative δ_t along every
         later step, which the hand-written backward computes anyway (it writes δ_t out
         for z). z = 0 adds exactly 0.0, so h is bit for bit the forward's.
+
+        Measured (B = 64, H = 64, 1 thread, core.probe.probe against the training step,
+        fastest of 25 interleaved runs on a loaded machine): T = 100, 10.0 ms against 8.3
+        (1.21×; the former per-step autograd unroll: 20.8 ms, 2.5×); T = 50, 6.7 against
+        5.0 (1.35×; formerly 10.0 ms, 2.0×).
         """
         self._check_input(x)
         w = self.weight_hh  # W_hh = B exp(A), computed once for all T steps
