@@ -34,6 +34,7 @@ from loadtest import run_sync
 from loadtest.__main__ import format_table, warm_up
 from loadtest.client import Session
 from loadtest.scenario import Scenario, run
+from ui.config_form import arch_label
 
 N = int(os.environ.get("RNNLAB_WSLOAD_SESSIONS", "3"))
 GRACE_S = 3.0
@@ -130,7 +131,8 @@ def test_widget_states_sent_are_what_the_server_reads(server, load):
         try:
             await s.open(120)
             await s.set_and_wait("Seed", 5)               # number_input: int_value
-            await s.set_and_wait("Architecture", "gru")  # selectbox: string_value
+            # selectbox: string_value, the option as the page shows it (its format_func)
+            await s.set_and_wait("Architecture", arch_label("gru"))
             await s.set_and_wait("Clip the gradient norm", True)  # checkbox: bool_value
             query = parse_qs(s.query_string)
             assert (query["seed"], query["arch"], query["clip"]) == (["5"], ["gru"], ["1.0"]), s.query_string
