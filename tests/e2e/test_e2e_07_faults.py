@@ -210,6 +210,9 @@ def test_server_sigkill_mid_run_restart_shows_interrupted(tmp_path, browser, req
         for pid in spare:
             _wait(lambda pid=pid: gone(pid), 45, f"orphaned spare process {pid} exited after SIGKILL")
         spare_exit_s = time.monotonic() - t_kill
+        # The same visitor comes back after the restart: their browser keeps its owner
+        # cookie (a run opens only for the browser that made it, README "Who may touch what").
+        visitor = ctx.storage_state()
         ctx.close()
 
         rows = _metric_rows(first, run_id)
@@ -238,7 +241,7 @@ def test_server_sigkill_mid_run_restart_shows_interrupted(tmp_path, browser, req
         # No spare training process needed to look at runs: less CPU during the checks.
         second = _start_server(tmp_path, "second", runs_dir=first.runs_dir,
                                RNNLAB_SPARE_WORKERS=0)
-        ctx = browser.new_context(viewport=VIEWPORT)
+        ctx = browser.new_context(viewport=VIEWPORT, storage_state=visitor)
         page = ctx.new_page()
         open_page(page, second, "train", {"run": run_id}, ready=train_button)
         wait_status(page, "interrupted", timeout=60)
