@@ -41,8 +41,10 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#9
 
 # One colour per architecture, on every page (Train, Compare, Runs, Sweep, Explain): the
 # classic four from Okabe-Ito, the later six from Paul Tol's muted scheme (colour-blind safe).
-ARCH_COLOURS = dict(zip(ARCHS, PALETTE[:4] + ["#56B4E9", "#332288", "#CC79A7", "#882255",
-                                             "#44AA99", "#999933"]))
+# minGRU olive, not wine: beside the orthogonal RNN's indigo and the LRU's pink in Compare's
+# "Modern answers", wine read as a second dark line.
+ARCH_COLOURS = dict(zip(ARCHS, PALETTE[:4] + ["#56B4E9", "#332288", "#CC79A7", "#999933",
+                                             "#44AA99", "#882255"]))
 
 
 # Variants of an architecture (forget bias, CIFG, an init, a sweep's "lstm:forget_bias=1",
