@@ -41,7 +41,7 @@ MEASURED_DIR = Path(__file__).resolve().parent
 META_FILE = "measured.json"
 META_KEYS = ("command", "commit", "cpu", "date", "load")
 # The order pages offer them in; any other shipped folder follows, by name.
-ORDER = ("pure-lag", "temporal-order", "pure-lag-modern")
+ORDER = ("pure-lag", "temporal-order", "pure-lag-modern", "adding-modern")
 # A cell re-run live on the Train page is probed this often (its heatmaps' rows).
 LIVE_PROBE_EVERY = 50
 
