@@ -72,12 +72,12 @@ def sequential_fn(model, task, x, y):
     return run
 
 
-def probe_costs(sizes, B: int, repeats: int) -> list[dict]:
+def probe_costs(sizes, B: int, repeats: int, archs=MODERN) -> list[dict]:
     rows = []
     for T, H in sizes:
         ref = _setup("lstm", T, H, B)
         fused = _median_seconds(step_fn(*ref), repeats)
-        for arch in MODERN:
+        for arch in archs:
             case = _setup(arch, T, H, B)
             step = _median_seconds(step_fn(*case), repeats)
             probed = _median_seconds(probe_fn(*case), repeats)
@@ -114,6 +114,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="H 64 at T 100 only, fewer repeats")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--archs", default=",".join(MODERN),
+                   help="comma-separated architectures (default: the six later ones)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     repeats = args.repeats or (5 if args.quick else 15)
@@ -122,11 +124,16 @@ def main(argv=None) -> int:
     print(f"# python -m bench.modern {' '.join(argv or [])}".rstrip())
     print(f"torch {machine['torch']}, 1 torch thread, {machine['cores']} cores ({machine['cpu']}); "
           f"{env.load_line(start)}; batch {args.batch}, median of {repeats}")
-    rows = probe_costs(sizes, args.batch, repeats)
+    archs = tuple(a for a in args.archs.split(",") if a)
+    unknown = set(archs) - set(MODERN)
+    if unknown:
+        p.error(f"unknown architecture(s) {', '.join(sorted(unknown))}; choose from {', '.join(MODERN)}")
+    rows = probe_costs(sizes, args.batch, repeats, archs)
     print("\nProbe cost (target: probe / own step ≤ 1.5)\n")
     print(_table([dict(r, arch=SPEC[r["arch"]].label) for r in rows],
                  ["arch", "T", "H", "step_ms", "probe_ms", "probe_over_step", "step_over_lstm"]))
-    scans = scan_costs([100] if args.quick else [50, 100, 300], 64, args.batch, repeats)
+    scans = [r for r in scan_costs([100] if args.quick else [50, 100, 300], 64, args.batch, repeats)
+             if r["arch"] in archs]
     print("\nParallel scan against the loop (forward + backward)\n")
     print(_table([dict(r, arch=SPEC[r["arch"]].label) for r in scans],
                  ["arch", "T", "H", "scan_ms", "loop_ms", "loop_over_scan"]))
