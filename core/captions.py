@@ -23,7 +23,9 @@ _HOW = ("threads", "stop_when_solved", "solved_tail")
 # Gates whose mean over units a caption reads: the LSTM's forget gate, the GRU's update gate.
 GATE_NAMES = {"lstm": ("f", "forget gate"), "gru": ("z", "update gate"),
               # The later architectures record their carry path's gain (core.archspec).
-              **{s.name: ("gain", "carry gain") for s in SPECS if s.carry == "gain"}}
+              # "the carry path's per-step gain averaged over its 32 units"
+              **{s.name: ("gain", "the carry path's per-step") for s in SPECS
+                 if s.carry == "gain"}}
 
 
 def _finite(x) -> bool:

@@ -89,7 +89,7 @@ class Model:
 
 @dataclass(frozen=True)
 class Step:
-    """One step of the lesson (``number`` 1…6; the landing is the race of step 2)."""
+    """One step of the lesson (``number`` 1…7; the landing is the race of step 2)."""
 
     number: int
     title: str
@@ -242,6 +242,29 @@ STEPS: dict[int, Step] = {s.number: s for s in (
               "behind each measurement.",
         charts=("verdicts",),
         links=(("Every measurement, with its math (Explain)", "explain"),),
+    ),
+    Step(
+        number=7,
+        title="Thirty years of answers: a gain near 1, fixed or learned",
+        button="Train the four answers",
+        do="Press the button: step 4's pure lag (recall, T = 100) for four answers to the "
+           "vanishing gradient: torch's LSTM and minGRU (2024), whose gates learn the gain "
+           "and start at a half, and an orthogonal RNN (2019) and the LRU (2023), whose "
+           "gain is held near 1 by construction.",
+        look="Heatmap A from its first row (training step 0): which models' gradient reaches "
+             "the first steps before any learning, and which ones solve the task.",
+        means="Every later architecture answers the question the same way: a path through "
+              "time whose per-step gain is near 1. The orthogonal RNN and the LRU get it by "
+              "construction (an orthogonal W_hh, eigenvalues on a ring near 1) and carry the "
+              "gradient from the first step; the gated ones learn it, and on a pure lag "
+              "nothing teaches their gate to open. What each gives up for it, and all six "
+              "later architectures measured in one frame, are on the Explain page.",
+        models=tuple(Model(label, dict(LAG_SETTINGS, arch=arch)) for label, arch in
+                     (("LSTM", "lstm"), ("minGRU", "mingru"),
+                      ("Orthogonal RNN", "orthogonal"), ("LRU", "lru"))),
+        charts=("heatA", "heatC", "loss"),
+        links=(("One principle, every architecture, measured (Explain, section 6)",
+                "explain"),),
     ),
 )}
 

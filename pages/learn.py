@@ -5,7 +5,7 @@ lockstep on identical batches (core.lessons.RACE) and shows heatmap A of the thr
 colour scale, their loss curves and one caption per model that reads its numbers: all
 above the fold at 1280×720. The settings sit behind "Advanced".
 
-``?lesson=N`` (1…6): one step of the guided lesson (core.lessons.STEPS), with what to
+``?lesson=N`` (1…7): one step of the guided lesson (core.lessons.STEPS), with what to
 do, what to look at and what it means, its one button and its own live charts, and
 previous/next links, so a presenter can step through and any step can be shared.
 """

@@ -9,8 +9,8 @@ from core.lessons import CHARTS, LESSON_FIXED, RACE, STEPS, SOLVED_TAIL
 from core.train import ProbeRecord, Trainer
 
 
-def test_the_steps_are_numbered_one_to_six_and_each_says_what_to_do_look_at_and_mean():
-    assert sorted(STEPS) == list(range(1, 7)) == list(range(1, lessons.LAST + 1))
+def test_the_steps_are_numbered_one_to_seven_and_each_says_what_to_do_look_at_and_mean():
+    assert sorted(STEPS) == list(range(1, 8)) == list(range(1, lessons.LAST + 1))
     for n, step in STEPS.items():
         assert step.number == n
         for text in (step.title, step.button, step.do, step.look, step.means):
@@ -51,8 +51,8 @@ def test_step_five_trains_the_two_exploding_presets_by_name():
     assert clipped == presets.preset_config(presets.CLIPPED).replace(**LESSON_FIXED)
 
 
-@pytest.mark.parametrize("text,expected", [("3", 3), (" 6 ", 6), (1, 1), ("0", None),
-                                           ("7", None), ("x", None), (None, None), ("", None)])
+@pytest.mark.parametrize("text,expected", [("3", 3), (" 7 ", 7), (1, 1), ("0", None),
+                                           ("8", None), ("x", None), (None, None), ("", None)])
 def test_a_step_is_found_from_the_text_of_a_link(text, expected):
     found = lessons.step(text)
     assert (found.number if found else None) == expected
@@ -79,3 +79,15 @@ def test_step_four_says_the_two_lstms_differ_before_any_learning():
     assert abs(default["mean_f"] - 0.5) < 0.05 and default["vanishing_ratio"] < 1e-12
     assert chrono["mean_f"] > 0.9 and chrono["gradient_reach"] > 0.8 * chrono["steps"]
     assert chrono["gradient_reach"] > 4 * default["gradient_reach"]
+
+
+def test_the_later_answers_step_trains_the_modern_answers_on_the_pure_lag():
+    # Step 7 is Compare's "Modern answers": the same models at the same settings.
+    step = STEPS[7]
+    comparison = presets.COMPARISONS[presets.MODERN_ANSWERS]
+    assert [c.arch for c in step.configs()] == [presets.COMPARE_MODELS[m]["arch"]
+                                                 for m in ("lstm", "mingru", "orthogonal", "lru")]
+    assert set(comparison.models) == {"lstm", "mingru", "orthogonal", "lru"}
+    base = presets.preset_config(comparison.preset)
+    for c in step.configs():
+        assert c.replace(arch="lstm") == base.replace(**LESSON_FIXED)
