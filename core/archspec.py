@@ -75,7 +75,7 @@ SPECS: tuple[ArchSpec, ...] = (
              "imaginary parts (the modulus of the complex gradient). No gates: C shows the "
              "gain |λ| (constant in t) and the state's mean modulus.",
              claim="the Long Range Arena with deep stacks of LRU blocks; a third-party PathX run (16k steps) sets the ring to [0.999, 0.9999] (raresdolga/s5)"),
-    ArchSpec("mingru", "minGRU", "core.modern.minrnn:MinGRULayer", (),
+    ArchSpec("mingru", "minGRU", "core.modern.minrnn:MinGRULayer", ("gate_init", "chrono_tmax"),
              ("h",), ("z", "g"), "gain", 1.5, 2024, "Feng et al. 2024, arXiv 2410.01201",
              "h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t with z_t from x_t only: gain 1 − z_t, "
              "learned; linear in h, so a parallel scan", False,
@@ -83,7 +83,7 @@ SPECS: tuple[ArchSpec, ...] = (
              probe_note="Gates from x_t only: z (update, z → 0 carries h) and g (the candidate "
              "h̃'s pre-activation). The gain is 1 − z_t.",
              claim="selective copying, with stacked layers (BorealisAI/minRNNs; the lengths and layers are in its configs, not found here)"),
-    ArchSpec("minlstm", "minLSTM", "core.modern.minrnn:MinLSTMLayer", (),
+    ArchSpec("minlstm", "minLSTM", "core.modern.minrnn:MinLSTMLayer", ("gate_init", "chrono_tmax"),
              ("h",), ("f", "i", "g"), "gain", 2, 2024, "Feng et al. 2024, arXiv 2410.01201",
              "h_t = f′_t ⊙ h_{t−1} + i′_t ⊙ h̃_t, f′ = f/(f + i) from x_t only: gain f′_t, "
              "learned; a parallel scan", False,

@@ -50,6 +50,8 @@ def _fmt(v: float | None) -> str:
 
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+# The architectures whose carry gate chrono can open at init (core.archspec's options).
+GATED = tuple(a for a, options in ARCH_OPTIONS.items() if "gate_init" in options)
 RNN_INITS = ("default", "orthogonal", "identity")
 
 FIELDS: tuple[Field, ...] = (
@@ -65,11 +67,12 @@ FIELDS: tuple[Field, ...] = (
     Field("coupled_gates", bool, False, "LSTM CIFG: input gate i = 1 − f", applies_to=("lstm",)),
     Field("gate_init", str, "default",
           "LSTM/GRU gate biases at init: torch's default, or chrono (Tallec & Ollivier 2018: "
-          "b_f = log u, b_i = −log u, u ~ U(1, T_max − 1) per unit; GRU: b_z = log u)",
-          choices=GATE_INITS, applies_to=("lstm", "gru")),
+          "b_f = log u, b_i = −log u, u ~ U(1, T_max − 1) per unit; GRU: b_z = log u; minGRU: "
+          "b_z = −log u; minLSTM as the LSTM)",
+          choices=GATE_INITS, applies_to=GATED),
     Field("chrono_tmax", int, None, "chrono's T_max, the longest lag its gates are set for "
           "(empty: the task's sequence length)", 2, 10_000, optional=True,
-          applies_to=("lstm", "gru")),
+          applies_to=GATED),
     Field("init", str, "default", "RNN recurrent weight init", choices=RNN_INITS,
           applies_to=("rnn_tanh", "rnn_relu")),
     Field("spectral_radius", float, None, "RNN: rescale W_hh to this spectral radius",

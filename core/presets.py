@@ -101,6 +101,8 @@ COMPARE_MODELS: dict[str, dict] = {
     "gru (chrono init)": dict(arch="gru", gate_init="chrono"),
     # The field's later answers (issue 17, core.archspec), at their papers' inits.
     **{a: dict(arch=a) for a in MODERN},
+    "mingru (chrono init)": dict(arch="mingru", gate_init="chrono"),
+    "minlstm (chrono init)": dict(arch="minlstm", gate_init="chrono"),
 }
 DEFAULT_COMPARE = ("rnn_tanh", "lstm", "gru")
 

@@ -46,13 +46,14 @@ from core.explain.jacobians import (
     untrained_model,
 )
 
-#: The rows: every architecture at its paper's init, and the two classic gated ones with
-#: their gate opened at init (chrono, Tallec & Ollivier 2018), which is what training
-#: must otherwise learn.
+#: The rows: every architecture at its paper's init, and three gated ones with their gate
+#: opened at init (chrono, Tallec & Ollivier 2018), which is what training must otherwise
+#: learn.
 VARIANTS: tuple[tuple[str, str, dict], ...] = tuple(
     (SPEC[a].label, a, {}) for a in ARCHS) + (
     ("LSTM (chrono init)", "lstm", {"gate_init": "chrono"}),
     ("GRU (chrono init)", "gru", {"gate_init": "chrono"}),
+    ("minGRU (chrono init)", "mingru", {"gate_init": "chrono"}),
 )
 
 TIMED_STEPS = 5          # training steps timed per model (the median is reported)

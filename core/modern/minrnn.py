@@ -104,7 +104,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.cells import Scanned, Unrolled
+from core.cells import Scanned, Unrolled, _check_gate_init, chrono_bias
 
 Tensor = torch.Tensor
 
@@ -151,13 +151,24 @@ class _MinRNN(nn.Module):
     gate_names: tuple[str, ...] = ()
     uses_fused = False
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, gate_init: str = "default",
+                 chrono_tmax: int | None = None):
         super().__init__()
+        _check_gate_init(gate_init, chrono_tmax)
         self.input_size = input_size
         self.hidden_size = hidden_size
+        self.gate_init = gate_init
+        self.chrono_tmax = chrono_tmax
         # [W_{gate}; …] x_t + [b_{gate}; …]: every gate's pre-activation in one matmul,
         # row blocks in the order of gate_names.
         self.linear = nn.Linear(input_size, len(self.gate_names) * hidden_size)
+        if gate_init == "chrono":
+            with torch.no_grad():
+                self._chrono(chrono_bias(hidden_size, chrono_tmax).to(self.linear.bias.dtype))
+
+    def _chrono(self, log_u: Tensor) -> None:
+        """Set the carry gate's biases so that each unit starts with gain a = u/(1+u)."""
+        raise NotImplementedError
 
     def _pre_activations(self, x: Tensor) -> tuple[Tensor, ...]:
         """Each gate's (batch, steps, hidden) pre-activation, in gate_names order: chunks of
@@ -221,6 +232,12 @@ class MinGRULayer(_MinRNN):
 
     gate_names = ("z", "g")
 
+    def _chrono(self, log_u: Tensor) -> None:
+        # Chrono (Tallec & Ollivier 2018) in minGRU's convention: the gain is a = 1 − z =
+        # σ(−p_z), so b_z = −log u gives a = σ(log u) = u/(1+u) at zero input: a leaky
+        # memory of 1/(1 − a) = 1 + u ∈ [2, T_max] steps, taking in z = 1/(1+u) of h̃_t.
+        self.linear.bias[: self.hidden_size] = -log_u
+
     def _coefficients(self, x, activations=False):
         p_z, p_h = self._pre_activations(x)
         z = torch.sigmoid(p_z)  # z_t = σ(p_z)
@@ -252,6 +269,14 @@ class MinLSTMLayer(_MinRNN):
     """
 
     gate_names = ("f", "i", "g")
+
+    def _chrono(self, log_u: Tensor) -> None:
+        # Chrono as for the LSTM: b_f = log u, b_i = −log u. At zero input the gain is
+        # f′ = σ(d), d = log σ(log u) − log σ(−log u) = log(u/(1+u)) − log(1/(1+u)) = log u,
+        # so f′ = u/(1+u) and i′ = 1/(1+u): a leaky memory of 1 + u ∈ [2, T_max] steps.
+        H = self.hidden_size
+        self.linear.bias[:H] = log_u
+        self.linear.bias[H: 2 * H] = -log_u
 
     def _coefficients(self, x, activations=False):
         p_f, p_i, p_h = self._pre_activations(x)
