@@ -128,6 +128,9 @@ forget, profiles = forget_gate_gain(T, H, seed)
 L = T - 1
 with st.container(border=True):
     st.markdown(narrate.explain_answer(rnn, lstm, gru, forget))
+    st.markdown("Thirty years of later answers (IndRNN, an orthogonal RNN, the LRU, minGRU, "
+                "minLSTM, sLSTM) keep the gradient the same way, measured side by side in "
+                "[§6](#principle).")
 st.caption(
     "Below, each piece of the mechanism is stated in math and then measured: every number on "
     "this page is computed by autograd when the page runs, on the untrained models the Train "
