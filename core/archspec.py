@@ -25,7 +25,10 @@ class ArchSpec:
     states: tuple[str, ...]       # probed states, in heatmap order (h first)
     gates: tuple[str, ...]        # probed gate pre-activations, in heatmap order
     carry: str | None             # the activation that is the carry path's per-step gain
-    cost: float                   # relative work per time step (scheduling's wait estimate)
+    cost: float                   # relative work per time step (scheduling's wait estimate):
+    # the classic four count their gate matmuls (LSTM 4); the later six are 4 × their training
+    # step over torch.nn's fused LSTM step, measured at T 100, H 64, batch 64 (BENCHMARKS.md,
+    # "Probe cost, and the parallel scan": 0.28, 0.61, 2.26, 1.35, 1.88, 5.88)
     year: int
     paper: str
     answer: str                   # how the per-step gain is kept near 1 (fixed or learned)
@@ -56,19 +59,19 @@ SPECS: tuple[ArchSpec, ...] = (
              "h_t = z_t ⊙ h_{t−1} + (1 − z_t) ⊙ n_t: gain z_t, learned", False,
              "three gates' compute; a sequential recurrence"),
     ArchSpec("indrnn", "IndRNN", "core.modern.indrnn:IndRNNLayer", (),
-             ("h",), (), "gain", 1, 2018, "Li et al. 2018, arXiv 1803.04831",
+             ("h",), (), "gain", 1.1, 2018, "Li et al. 2018, arXiv 1803.04831",
              "one recurrent weight per unit, |u| ≤ 2^(1/T): gain u·relu′, kept near 1 by "
              "its init and constraint", True,
              "units do not talk to each other through time (stacked layers mix them)",
              derived=("t_max",),
              claim="the adding problem at T = 5000, with 2 layers of 128 relu units, Adam lr 2e-4 (divided by 10 every 20k steps) and |u| ≤ 2^(1/T) (the paper's §5.1; Sunnydreamrain/IndRNN_Theano_Lasagne)"),
     ArchSpec("orthogonal", "Orthogonal RNN", "core.modern.orthogonal:OrthogonalRNNLayer", (),
-             ("h",), (), "gain", 1, 2019, "Lezcano-Casado & Martínez-Rubio 2019 (expRNN)",
+             ("h",), (), "gain", 2.4, 2019, "Lezcano-Casado & Martínez-Rubio 2019 (expRNN)",
              "W_hh stays orthogonal in training: every singular value 1, the gain is tanh′",
              True, "W_hh cannot forget (it only rotates): tanh′ < 1 still shrinks",
              claim="the copy task at T = 200 in the comparison of nnRNN (Kerg et al. 2019: expRNN among the models, 128 hidden units, 1 layer, RMSprop; KyleGoyette/nnRNN's supplement); expRNN's own script copies after a blank of 1000 (Lezcano/expRNN)"),
     ArchSpec("lru", "LRU", "core.modern.lru:EncodedLRULayer", (),
-             ("h",), (), "gain", 2, 2023, "Orvieto et al. 2023, arXiv 2303.06349",
+             ("h",), (), "gain", 9.0, 2023, "Orvieto et al. 2023, arXiv 2303.06349",
              "a diagonal complex linear recurrence, |λ| initialised in a ring near 1", True,
              "no nonlinearity in time (it sits in the readout); complex state",
              probe_note="h is the complex state x_t; its gradient's norm is over the real and "
@@ -76,7 +79,7 @@ SPECS: tuple[ArchSpec, ...] = (
              "gain |λ| (constant in t) and the state's mean modulus.",
              claim="the Long Range Arena with deep stacks of LRU blocks; a third-party PathX run (16k steps) sets the ring to [0.999, 0.9999] (raresdolga/s5)"),
     ArchSpec("mingru", "minGRU", "core.modern.minrnn:MinGRULayer", ("gate_init", "chrono_tmax"),
-             ("h",), ("z", "g"), "gain", 1.5, 2024, "Feng et al. 2024, arXiv 2410.01201",
+             ("h",), ("z", "g"), "gain", 5.4, 2024, "Feng et al. 2024, arXiv 2410.01201",
              "h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t with z_t from x_t only: gain 1 − z_t, "
              "learned; linear in h, so a parallel scan", False,
              "the gates cannot see the state (no h_{t−1} in them)",
@@ -84,13 +87,13 @@ SPECS: tuple[ArchSpec, ...] = (
              "h̃'s pre-activation). The gain is 1 − z_t.",
              claim="selective copying, with stacked layers (BorealisAI/minRNNs; the lengths and layers are in its configs, not found here)"),
     ArchSpec("minlstm", "minLSTM", "core.modern.minrnn:MinLSTMLayer", ("gate_init", "chrono_tmax"),
-             ("h",), ("f", "i", "g"), "gain", 2, 2024, "Feng et al. 2024, arXiv 2410.01201",
+             ("h",), ("f", "i", "g"), "gain", 7.5, 2024, "Feng et al. 2024, arXiv 2410.01201",
              "h_t = f′_t ⊙ h_{t−1} + i′_t ⊙ h̃_t, f′ = f/(f + i) from x_t only: gain f′_t, "
              "learned; a parallel scan", False,
              "the gates cannot see the state (no h_{t−1} in them)",
              claim="selective copying, with stacked layers (BorealisAI/minRNNs)"),
     ArchSpec("slstm", "sLSTM", "core.modern.slstm:SLSTMLayer", (),
-             ("h", "c", "n", "m"), ("i", "f", "z", "o"), "gain", 4, 2024,
+             ("h", "c", "n", "m"), ("i", "f", "z", "o"), "gain", 23.5, 2024,
              "Beck et al. 2024 (xLSTM), arXiv 2405.04517",
              "exponential input gate with stabiliser m and normaliser n: cell gain "
              "f′_t = exp(log σ(f̃_t) + m_{t−1} − m_t), learned", False,
