@@ -12,7 +12,6 @@ import streamlit as st
 
 from core import charts, explain, narrate
 from core.explain import purelag
-from core.measured import load_shipped
 from core.narrate import sci
 from core.presets import COMPARISONS, PRESETS
 from core.sweeps import SweepError
@@ -20,6 +19,7 @@ from core.tasks import make_task
 from core.runs import RunError, RunStore
 from ui import principle_view
 from ui.state import load_run, run_store
+from ui.runtime import shipped
 from ui.bootstrap import ensure_app
 
 ensure_app("explain")
@@ -86,7 +86,7 @@ def cell_drift(T: int, H: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 def shipped_pure_lag():
     """The pure-lag sweep shipped with the app (core/measured/pure-lag), or None."""
     try:
-        return load_shipped("pure-lag")
+        return shipped("pure-lag")
     except SweepError:
         return None
 

@@ -7,13 +7,14 @@ import streamlit as st
 
 from core import charts, narrate, settings
 from core.archspec import MODERN
-from core.measured import LIVE_PROBE_EVERY, load_shipped, shipped_sweeps
+from core.measured import LIVE_PROBE_EVERY, shipped_sweeps
 from core.narrate import sci
 from core.sweeps import SWEEP_PRESETS, SweepError, SweepSpec, list_sweeps, load_sweep, summarise_sweep
 from core.sweep_job import SweepJob
 from core.tasks import TASK_NAMES
 from ui.config_form import url_params
 from ui.state import run_store
+from ui.runtime import shipped
 from ui.bootstrap import ensure_app
 
 ensure_app("sweep")
@@ -28,12 +29,6 @@ st.title("Sweep: how far back can each architecture learn?")
 st.caption("A grid of short trainings (each stops once solved). Success rate against "
            "sequence length, with 95% Wilson intervals over seeds: the law behind a single run. "
            "First the sweeps measured once and shipped with the app; below, run your own.")
-
-
-@st.cache_resource(show_spinner=False)
-def shipped(name: str):
-    """A shipped sweep (core/measured/<name>): read once per server, never trained here."""
-    return load_shipped(name)
 
 
 @st.cache_resource(scope="session", on_release=lambda h: h.stop(), show_spinner=False)

@@ -12,7 +12,8 @@ import streamlit as st
 
 from core import charts
 from core.explain.principle import principle, reproductions
-from core.measured import load_shipped, shipped_sweeps
+from core.measured import shipped_sweeps
+from ui.runtime import shipped
 from core.narrate import sci
 from core.narrate.principle import cost_sentence, principle_sentence
 
@@ -81,9 +82,8 @@ SWEEPS = {"pure lag (recall), longest T solved here": "pure-lag-modern",
           "adding, longest T solved here": "adding-modern"}
 
 
-@st.cache_resource(show_spinner=False)
 def _shipped(name: str):
-    return load_shipped(name) if name in shipped_sweeps() else None
+    return shipped(name) if name in shipped_sweeps() else None
 
 
 def _claims() -> None:

@@ -23,6 +23,7 @@ import streamlit as st
 
 from core import settings
 from core.jobs import GLOBAL_REGISTRY, JobRegistry, TrainingJob
+from core.measured import load_shipped
 from core.train import warm_up
 from core.worker import POOL
 
@@ -53,3 +54,10 @@ def registry() -> JobRegistry:
     """The server's registry of live jobs and of who watches which run
     (see core.jobs.JobRegistry)."""
     return GLOBAL_REGISTRY
+
+
+@st.cache_resource(show_spinner=False)
+def shipped(name: str):
+    """A sweep shipped with the app (core/measured/<name>), read once per server for every
+    page that shows it (Sweep, Explain); raises core.sweeps.SweepError as load_shipped does."""
+    return load_shipped(name)
